@@ -1,0 +1,23 @@
+"""Reading back the TensorBoard scalars a run wrote (tests, comparisons of ablations)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import tensorflow as tf
+
+
+def read_scalars(run_dir: str | pathlib.Path) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value), ...]} over every event file directly in `run_dir`, sorted by step.
+
+    A step written twice (a resumed run repeating its last logged steps) keeps its latest value.
+    """
+    scalars: dict[str, dict[int, float]] = {}
+    for path in sorted(pathlib.Path(run_dir).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.HasField("tensor") and value.metadata.plugin_data.plugin_name == "scalars":
+                    scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+                elif value.HasField("simple_value"):
+                    scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+    return {tag: sorted(points.items()) for tag, points in scalars.items()}

@@ -1,0 +1,178 @@
+"""Image classification input: tfds datasets, local ImageFolder trees, or synthetic images.
+
+Every source yields encoded JPEGs with a label and an example index; decoding happens after shuffling
+and after skipping, so resuming at step s never decodes the images of steps before s. Training data is
+organised in epochs of `steps_per_epoch` global batches; epoch e is shuffled with the seed (seed, e) and
+augmentation randomness derives from (seed, epoch, example index), so a run sees the same data whether
+or not it was interrupted. Each process reads a disjoint share of every epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from bn_inception import preprocessing
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One split: `epoch(e, shuffle)` gives this process's (jpeg bytes, label, index) examples of epoch e."""
+
+    num_examples: int  # in the whole split, over all processes
+    num_classes: int
+    epoch: Callable[[int, bool], tf.data.Dataset]
+
+
+def folder_source(
+    root: str, split: str, process_index: int, process_count: int, seed: int, block: int, limit: int = 0
+) -> Source:
+    """An ImageFolder split `root/split/<class>/<image>`; classes are numbered in sorted order.
+
+    Each epoch's order is dealt to the processes in consecutive blocks of `block` examples (the
+    per-process batch), so a step's global batch holds the same examples in the same order whatever
+    the number of processes.
+    """
+    split_dir = pathlib.Path(root) / split
+    if not split_dir.is_dir():
+        raise FileNotFoundError(f"data_dir {root!r} has no split folder {split!r}; expected {split_dir}/<class>/*.JPEG.")
+    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    paths, labels = [], []
+    for label, name in enumerate(classes):
+        files = sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        paths += [str(f) for f in files]
+        labels += [label] * len(files)
+    if not paths:
+        raise FileNotFoundError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) under {split_dir}/<class>/.")
+    paths_arr, labels_arr = np.array(paths), np.array(labels, np.int64)
+    if limit:
+        paths_arr, labels_arr = paths_arr[:limit], labels_arr[:limit]
+    n = len(paths_arr)
+
+    def epoch(e: int, shuffle: bool) -> tf.data.Dataset:
+        order = np.random.default_rng([seed, e]).permutation(n) if shuffle else np.arange(n)
+        starts = range(process_index * block, n, process_count * block)
+        mine = np.concatenate([order[i : i + block] for i in starts] or [np.zeros(0, np.int64)])
+        ds = tf.data.Dataset.from_tensor_slices((paths_arr[mine], labels_arr[mine], mine))
+        return ds.map(lambda p, y, i: (tf.io.read_file(p), y, i), num_parallel_calls=tf.data.AUTOTUNE)
+
+    return Source(num_examples=n, num_classes=len(classes), epoch=epoch)
+
+
+def tfds_source(
+    name: str, split: str, data_dir: str | None, process_index: int, process_count: int, seed: int,
+    shuffle_buffer: int, limit: int = 0,
+) -> Source:
+    """A tfds split, read without decoding the images; this process reads `split_for_jax_process`."""
+    builder = tfds.builder(name, data_dir=data_dir or None)
+    if not builder.is_prepared():
+        if name == "imagenet2012":
+            raise FileNotFoundError(
+                f"tfds dataset imagenet2012 is not prepared in {builder.data_dir}. Put ILSVRC2012_img_train.tar and "
+                f"ILSVRC2012_img_val.tar in {builder.data_dir}/../downloads/manual/ (or --manual_dir) and run "
+                "`tfds build imagenet2012`; see README.md."
+            )
+        builder.download_and_prepare()
+    num_examples = builder.info.splits[split].num_examples
+    if limit:
+        split, num_examples = f"{split}[:{limit}]", min(limit, num_examples)
+    share = tfds.split_for_jax_process(split, process_index=process_index, process_count=process_count)
+
+    def epoch(e: int, shuffle: bool) -> tf.data.Dataset:
+        ds = builder.as_dataset(
+            split=share,
+            shuffle_files=shuffle,
+            read_config=tfds.ReadConfig(shuffle_seed=_epoch_seed(seed, e), interleave_cycle_length=16),
+            decoders={"image": tfds.decode.SkipDecoding()},
+        )
+        ds = ds.enumerate().map(lambda i, ex: (ex["image"], ex["label"], i * process_count + process_index))
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=_epoch_seed(seed, e), reshuffle_each_iteration=False)
+        return ds
+
+    return Source(num_examples=num_examples, num_classes=builder.info.features["label"].num_classes, epoch=epoch)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.default_rng([seed, epoch]).integers(2**31))
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConfig:
+    """What the pipeline needs to know, taken from the experiment config."""
+
+    image_size: int
+    eval_resize: int
+    distortion: str
+    seed: int
+
+
+def train_batches(
+    source: Source, cfg: InputConfig, local_batch: int, steps_per_epoch: int, start_step: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """This process's training batches from global step `start_step` on, forever, epoch after epoch."""
+    epoch, batch_in_epoch = divmod(start_step, steps_per_epoch)
+    while True:
+        ds = source.epoch(epoch, True).take(steps_per_epoch * local_batch).skip(batch_in_epoch * local_batch)
+        ds = ds.map(
+            lambda jpeg, label, index, e=epoch: {
+                "image": preprocessing.train_image(jpeg, cfg.image_size, cfg.distortion, (cfg.seed, e, index)),
+                "label": label,
+            },
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        yield from tfds.as_numpy(ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+        epoch, batch_in_epoch = epoch + 1, 0
+
+
+def eval_batches(source: Source, cfg: InputConfig, local_batch: int, process_count: int) -> Iterator[dict[str, np.ndarray]]:
+    """Every example of the split exactly once: padded to equal steps on all processes, `mask` 0 on padding."""
+    num_steps = -(-source.num_examples // (process_count * local_batch))  # no process holds more
+    ds = source.epoch(0, False).map(
+        lambda jpeg, label, index: {
+            "image": preprocessing.eval_image(jpeg, cfg.image_size, cfg.eval_resize),
+            "label": label,
+            "mask": tf.constant(1.0),
+        },
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    padding = tf.data.Dataset.from_tensors(
+        {"image": tf.zeros((cfg.image_size, cfg.image_size, 3)), "label": tf.constant(0, tf.int64), "mask": tf.constant(0.0)}
+    ).repeat()
+    ds = ds.concatenate(padding).take(num_steps * local_batch).batch(local_batch)
+    return iter(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)))
+
+
+def synthetic_batches(image_size: int, num_classes: int, local_batch: int, seed: int, mask: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """One fixed random batch, repeated forever (compute benchmarks: no input cost)."""
+    rng = np.random.default_rng(seed)
+    batch = {
+        "image": rng.uniform(-1, 1, size=(local_batch, image_size, image_size, 3)).astype(np.float32),
+        "label": rng.integers(num_classes, size=local_batch),
+    }
+    if mask:
+        batch["mask"] = np.ones(local_batch, np.float32)
+    while True:
+        yield batch
+
+
+def make_source(config, split: str, process_index: int, process_count: int, block: int, limit: int = 0) -> Source:
+    """The source a config names: its `data_dir` folder if set, else the tfds dataset `config.dataset`."""
+    if config.data_dir:
+        if not os.path.isdir(config.data_dir):
+            raise FileNotFoundError(f"data_dir {config.data_dir!r} does not exist (expected an ImageFolder root).")
+        folder_split = "val" if split == "validation" and not (pathlib.Path(config.data_dir) / split).is_dir() else split
+        return folder_source(config.data_dir, folder_split, process_index, process_count, config.seed, block, limit)
+    return tfds_source(
+        config.dataset, split, config.tfds_data_dir, process_index, process_count, config.seed,
+        config.shuffle_buffer, limit,
+    )

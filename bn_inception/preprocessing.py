@@ -1,0 +1,80 @@
+"""Inception-style image preprocessing in TensorFlow: one encoded JPEG in, one float image in [-1, 1] out.
+
+Training: a random crop covering 8%-100% of the image with aspect ratio 3/4-4/3 (only the crop is
+decoded), resize, random mirror, photometric distortions. Evaluation: shorter side to `eval_resize`,
+central square crop. All randomness is stateless and derived from (seed, epoch, example index).
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+# Photometric distortions: GoogLeNet's (as in TF-slim's inception preprocessing), and the "reduced" ones of
+# section 4.2.1 (the paper gives no numbers: halving every range is our choice).
+DISTORTIONS = {
+    "googlenet": {"brightness": 32.0 / 255.0, "saturation": 0.5, "hue": 0.2, "contrast": 0.5},
+    "reduced": {"brightness": 16.0 / 255.0, "saturation": 0.25, "hue": 0.1, "contrast": 0.25},
+    "none": {"brightness": 0.0, "saturation": 0.0, "hue": 0.0, "contrast": 0.0},
+}
+
+
+def _seed(parts: tuple) -> tf.Tensor:
+    seed = tf.constant([0, 0], tf.int64)
+    for part in parts:
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(part, tf.int64))
+    return seed
+
+
+def train_image(jpeg: tf.Tensor, size: int, distortion: str, seed_parts: tuple) -> tf.Tensor:
+    """Random-crop, resize, flip and distort one training JPEG; float32 (size, size, 3) in [-1, 1]."""
+    if distortion not in DISTORTIONS:
+        raise ValueError(f"distortion={distortion!r}; expected one of {sorted(DISTORTIONS)}.")
+    crop_seed, flip_seed, color_seed = tf.unstack(tf.random.experimental.stateless_split(_seed(seed_parts), 3))
+    shape = tf.image.extract_jpeg_shape(jpeg)
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape,
+        bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=(1, 1, 4)),
+        seed=crop_seed,
+        min_object_covered=0.1,
+        aspect_ratio_range=(3.0 / 4.0, 4.0 / 3.0),
+        area_range=(0.08, 1.0),
+        max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+    image = tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
+    image = tf.image.resize(image, (size, size), antialias=False) / 255.0
+    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    image = _distort_color(image, DISTORTIONS[distortion], color_seed)
+    return image * 2.0 - 1.0
+
+
+def _distort_color(image: tf.Tensor, strength: dict[str, float], seed: tf.Tensor) -> tf.Tensor:
+    if not any(strength.values()):
+        return image
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    image = tf.image.stateless_random_brightness(image, strength["brightness"], seeds[0])
+    s, c = strength["saturation"], strength["contrast"]
+    image = tf.image.stateless_random_saturation(image, 1.0 - s, 1.0 + s, seeds[1])
+    image = tf.image.stateless_random_hue(image, strength["hue"], seeds[2])
+    image = tf.image.stateless_random_contrast(image, 1.0 - c, 1.0 + c, seeds[3])
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def resize_shorter_side(image: tf.Tensor, shorter: int) -> tf.Tensor:
+    """Aspect-preserving resize so that the shorter side is `shorter` pixels."""
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    scale = tf.cast(shorter, tf.float32) / tf.cast(tf.minimum(h, w), tf.float32)
+    new_h = tf.cast(tf.round(tf.cast(h, tf.float32) * scale), tf.int32)
+    new_w = tf.cast(tf.round(tf.cast(w, tf.float32) * scale), tf.int32)
+    return tf.image.resize(image, (tf.maximum(new_h, shorter), tf.maximum(new_w, shorter)))
+
+
+def eval_image(jpeg: tf.Tensor, size: int, resize: int) -> tf.Tensor:
+    """Single crop: shorter side to `resize`, central `size` crop; float32 in [-1, 1]."""
+    image = tf.cast(tf.io.decode_jpeg(jpeg, channels=3), tf.float32)
+    image = resize_shorter_side(image, resize)
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    top, left = (h - size) // 2, (w - size) // 2
+    image = image[top : top + size, left : left + size]
+    return tf.ensure_shape(image, (size, size, 3)) / 127.5 - 1.0

@@ -1,0 +1,249 @@
+"""The training loop: data-parallel SGD on one host or many, with evaluation, checkpoints and TensorBoard.
+
+Knows about image classification batches ({"image", "label"}), not about any dataset in particular.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+
+from bn_inception import checkpointing, input_pipeline, models, optim, parallel
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a run needs to continue: step, weights, BN statistics, optimiser and Polyak averages."""
+
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    ema_params: Any  # Polyak averages of params; {} when config.polyak_decay == 0
+
+
+def create_model(config: ml_collections.ConfigDict, bn_axis_name: str | None) -> nn.Module:
+    """The network a config describes; `bn_axis_name` is set under pmap for whole-batch BN statistics."""
+    if config.model_name == "mnist_mlp":
+        return models.MnistMLP(**config.model)
+    if config.model_name != "bn_inception":
+        raise ValueError(f"model_name={config.model_name!r}; expected 'bn_inception' or 'mnist_mlp'.")
+    return models.BNInception(
+        num_classes=config.num_classes,
+        bn_group_size=config.bn_group_size or None,
+        bn_axis_name=bn_axis_name if not config.bn_group_size else None,
+        dtype=jnp.dtype(config.dtype),
+        **config.model,
+    )
+
+
+def train_schedule(config: ml_collections.ConfigDict, num_train_examples: int) -> tuple[int, int, optax.Schedule]:
+    """(data steps per epoch, total training steps, learning-rate schedule) for a dataset size."""
+    steps_per_epoch = num_train_examples // config.global_batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"global_batch_size={config.global_batch_size} is larger than the {num_train_examples} training examples."
+        )
+    exact_steps_per_epoch = num_train_examples / config.global_batch_size
+    num_steps = config.num_train_steps or int(round(config.num_epochs * exact_steps_per_epoch))
+    if num_steps < 1:
+        raise ValueError(f"num_train_steps={config.num_train_steps}, num_epochs={config.num_epochs}: nothing to train.")
+    schedule = optim.learning_rate_schedule(
+        config.base_learning_rate, config.global_batch_size, config.lr_scaling_batch, exact_steps_per_epoch,
+        config.lr_decay_rate, config.lr_decay_epochs, config.warmup_epochs,
+    )
+    return steps_per_epoch, num_steps, schedule
+
+
+def initial_state(model: nn.Module, tx: optax.GradientTransformation, config: ml_collections.ConfigDict) -> TrainState:
+    """Fresh parameters from `config.seed`, zero optimiser state."""
+    images = jnp.zeros((1, config.image_size, config.image_size, 3) if config.model_name == "bn_inception" else (1, 28, 28))
+    variables = model.init(jax.random.key(config.seed), images, train=False)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        ema_params=params if config.polyak_decay else {},
+    )
+
+
+def train_step(
+    state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module, tx: optax.GradientTransformation,
+    schedule: optax.Schedule, dropout_key: jax.Array, polyak_decay: float, axis_name: str | None,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One SGD step on the global batch (under pmap: this device's share, reduced over `axis_name`)."""
+    rng = jax.random.fold_in(dropout_key, state.step)
+    if axis_name is not None:
+        rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+
+    def loss_fn(params):
+        logits, updates = model.apply(
+            {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
+            mutable=["batch_stats"], rngs={"dropout": rng},
+        )
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+        return loss, (logits, updates.get("batch_stats", {}))
+
+    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    metrics = {"loss": loss, "top1_accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
+    if axis_name is not None:
+        grads, metrics, batch_stats = jax.lax.pmean((grads, metrics, batch_stats), axis_name)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema_params = state.ema_params
+    if polyak_decay:
+        ema_params = optax.incremental_update(params, ema_params, 1.0 - polyak_decay)
+    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["learning_rate"] = schedule(state.step)
+    new_state = TrainState(state.step + 1, params, batch_stats, opt_state, ema_params)
+    return new_state, metrics
+
+
+def eval_step(
+    state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module, axis_name: str | None
+) -> dict[str, jax.Array]:
+    """Summed loss, top-1 and top-5 hits and example count over the unmasked examples of a batch."""
+    params = state.ema_params if state.ema_params else state.params
+    logits = model.apply({"params": params, "batch_stats": state.batch_stats}, batch["image"], train=False)
+    mask = batch["mask"]
+    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    sums = {
+        "loss": jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]) * mask),
+        "top1_accuracy": jnp.sum((top5[:, 0] == batch["label"]) * mask),
+        "top5_accuracy": jnp.sum(jnp.any(top5 == batch["label"][:, None], axis=-1) * mask),
+        "count": jnp.sum(mask),
+    }
+    if axis_name is not None:
+        sums = jax.lax.psum(sums, axis_name)
+    return sums
+
+
+def evaluate(eval_fn, state: TrainState, batches: Iterator[dict[str, np.ndarray]], runner: parallel.Runner) -> dict[str, float]:
+    """Mean eval metrics over every unmasked example the batches hold."""
+    totals: dict[str, float] = {}
+    for batch in batches:
+        sums = runner.to_host(eval_fn(state, runner.shard_batch(batch)))
+        totals = {k: totals.get(k, 0.0) + float(v) for k, v in sums.items()}
+    count = totals.pop("count")
+    return {f"eval/{k}": v / count for k, v in totals.items()} | {"eval/num_examples": count}
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop polls; all processes agree on it through `runner.any_process`."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
+        self.requested = True
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """Trains (or resumes) the run in `workdir` to the configured step; returns the last eval metrics."""
+    workdir_path = pathlib.Path(workdir)
+    runner = parallel.Runner.create(config)
+    checkpointing.check_workdir_config(workdir_path, config)
+    model = create_model(config, runner.axis_name)
+    cfg = input_pipeline.InputConfig(config.image_size, config.eval_resize, config.distortion, config.seed)
+    local_batch = config.global_batch_size // jax.process_count()
+    local_eval_batch = config.eval_batch_size // jax.process_count()
+
+    if config.synthetic_data:
+        num_train_examples = config.global_batch_size * 1000
+    else:
+        train_source = input_pipeline.make_source(
+            config, config.train_split, jax.process_index(), jax.process_count(), local_batch
+        )
+        eval_source = input_pipeline.make_source(
+            config, config.eval_split, jax.process_index(), jax.process_count(), local_eval_batch,
+            limit=config.num_eval_examples,
+        )
+        num_train_examples = train_source.num_examples
+        if train_source.num_classes != config.num_classes:
+            raise ValueError(
+                f"num_classes={config.num_classes} but the training data has {train_source.num_classes} classes."
+            )
+    steps_per_epoch, num_steps, schedule = train_schedule(config, num_train_examples)
+    tx = optim.sgd_with_weight_decay(schedule, config.momentum, config.weight_decay)
+
+    abstract_state = jax.eval_shape(functools.partial(initial_state, model, tx, config))
+    manager = checkpointing.create_manager(workdir_path / "checkpoints", config.keep_checkpoints)
+    state, start_step = checkpointing.restore_or_none(manager, abstract_state, runner)
+    if state is None:
+        state = runner.put_state(jax.jit(functools.partial(initial_state, model, tx, config))())
+        start_step = 0
+    checkpointing.save_workdir_config(workdir_path, config)
+    logging.info("Training %s for %d steps (%d per epoch), starting at step %d.", config.ablation, num_steps, steps_per_epoch, start_step)
+
+    writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+    if start_step == 0:
+        writer.write_hparams({k: v for k, v in flax.traverse_util.flatten_dict(config.to_dict(), sep=".").items() if isinstance(v, (int, float, str, bool))})
+    p_train = runner.compile_step(
+        functools.partial(
+            train_step, model=model, tx=tx, schedule=schedule, dropout_key=jax.random.key(config.seed + 1),
+            polyak_decay=config.polyak_decay, axis_name=runner.axis_name,
+        ),
+        donate_state=True,
+    )
+    p_eval = runner.compile_step(functools.partial(eval_step, model=model, axis_name=runner.axis_name))
+
+    if config.synthetic_data:
+        train_iter = input_pipeline.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed)
+    else:
+        train_iter = input_pipeline.train_batches(train_source, cfg, local_batch, steps_per_epoch, start_step)
+
+    def eval_batches():
+        if config.synthetic_data:
+            return (b for b, _ in zip(input_pipeline.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed, mask=True), range(2)))
+        return input_pipeline.eval_batches(eval_source, cfg, local_eval_batch, jax.process_count())
+
+    report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
+    preemption = _Preemption()
+    pending: list[dict[str, jax.Array]] = []
+    eval_metrics: dict[str, float] = {}
+    step = start_step
+    with metric_writers.ensure_flushes(writer):
+        while step < num_steps:
+            state, metrics = p_train(state, runner.shard_batch(next(train_iter)))
+            pending.append(metrics)
+            step += 1
+            report_progress(step)
+            if step % config.log_every_steps == 0 or step == num_steps:
+                summary = {f"train/{k}": float(np.mean(v)) for k, v in runner.to_host(jax.tree.map(lambda *x: jnp.stack(x), *pending)).items()}
+                writer.write_scalars(step, summary)
+                pending = []
+            metrics_for_checkpoint = None
+            if step % config.eval_every_steps == 0 or step == num_steps:
+                with report_progress.timed("eval"):
+                    eval_metrics = evaluate(p_eval, state, eval_batches(), runner)
+                writer.write_scalars(step, {k: v for k, v in eval_metrics.items() if k != "eval/num_examples"})
+                metrics_for_checkpoint = eval_metrics
+            stop = runner.any_process(preemption.requested)
+            if stop or metrics_for_checkpoint or step % config.checkpoint_every_steps == 0 or step == num_steps:
+                checkpointing.save(manager, step, runner.get_state(state), metrics_for_checkpoint)
+            if stop:
+                logging.warning("Preempted at step %d: checkpoint saved, exiting.", step)
+                break
+    manager.wait_until_finished()
+    manager.close()
+    return eval_metrics

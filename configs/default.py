@@ -1,0 +1,138 @@
+"""Shared recipe of every ImageNet ablation: the BN-Baseline of the paper (section 4.2), sections cited.
+
+Each ablation file imports `get_config` from here and changes what the paper changes. Config arguments
+(after the file name, comma-separated) give reduced-scale versions:
+  `imagenette`  the same recipe on Imagenette (10 ImageNet classes) at 64px and 1/4 width, so that it
+                trains on a 2-core CPU; reads `--config.data_dir` (ImageFolder layout) or tfds `imagenette`.
+  `tiny`        32px, 1/8 width, a few steps: smoke tests and CI.
+  `synthetic`   random images of the configured size (compute benchmarks only).
+e.g. `--config=configs/bn_x30.py:imagenette`, `--config=configs/ensemble.py:member=3,imagenette`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# Paper, section 4.2: "mini-batch 32" per replica. BN statistics use groups of this size on any
+# number of devices, and the learning rate scales linearly with the global batch relative to it.
+PAPER_BATCH = 32
+IMAGENET_TRAIN_EXAMPLES = 1_281_167
+IMAGENET_EVAL_EXAMPLES = 50_000
+
+
+def parse_args(arg_string: str | None) -> dict[str, str]:
+    """Parses `a,b=1` into {"a": "", "b": "1"}; the ablation files read their own keys from it."""
+    args: dict[str, str] = {}
+    for item in filter(None, (arg_string or "").split(",")):
+        key, _, value = item.partition("=")
+        args[key.strip()] = value.strip()
+    return args
+
+
+def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
+    """BN-Baseline: the Inception network with BN before every nonlinearity (section 4.2)."""
+    c = ml_collections.ConfigDict()
+    c.ablation = "bn_baseline"
+    c.seed = 0
+
+    # --- data ---------------------------------------------------------------------------------
+    c.dataset = "imagenet2012"  # tfds name; ignored when data_dir is set.
+    c.data_dir = ""  # a local ImageFolder root (split/class/*.JPEG); "" reads tfds.
+    c.tfds_data_dir = ""  # where tfds keeps prepared datasets; "" is tfds' default (~/tensorflow_datasets).
+    c.train_split = "train"
+    c.eval_split = "validation"
+    c.num_classes = 1000  # LSVRC2012.
+    c.image_size = 224  # paper, Appendix: 224x224x3 input.
+    c.eval_resize = 256  # single crop: shorter side to 256, central 224 crop (GoogLeNet's protocol).
+    c.synthetic_data = False  # choice: random images for compute benchmarks.
+    c.shuffle_buffer = 16_384  # choice: example shuffle buffer of the tfds reader (encoded JPEGs).
+    c.distortion = "googlenet"  # photometric distortions: "googlenet" or "reduced" (section 4.2.1).
+
+    # --- model (keys are BNInception's attributes) --------------------------------------------------
+    c.model_name = "bn_inception"
+    c.model = ml_collections.ConfigDict()
+    c.model.use_bn = True  # paper: BN before every nonlinearity.
+    c.model.activation = "relu"  # paper: ReLU (sigmoid only in BN-x5-Sigmoid).
+    c.model.dropout_rate = 0.4  # GoogLeNet's dropout before the classifier; removed in section 4.2.1.
+    c.model.lrn = False  # BN replaces LRN (GoogLeNet's LRN only in the non-BN Inception baseline).
+    c.model.separable_stem = True  # paper, Appendix: 7x7 separable conv, depth multiplier 8.
+    c.model.slim_pool_proj = False  # paper's per-branch widths (608/1056), not TF-slim's 96 in 4c/4d.
+    c.model.per_activation_bn_blocks = ()  # per-feature-map BN everywhere (ensemble members differ).
+    c.model.weight_init_scale = 2.0  # choice (paper silent): He et al. fan-in variance for ReLU.
+    c.model.width_multiplier = 1.0
+    c.model.bn_momentum = 0.9997  # choice: TF-slim's moving-average decay (paper gives none).
+    c.model.bn_epsilon = 1e-3  # choice: TF-slim's epsilon (paper gives none; Caffe ports use 1e-5).
+    c.dtype = "float32"  # compute dtype; "bfloat16" on accelerators (parameters/statistics stay f32).
+
+    # --- batch normalisation statistics and parallelism ----------------------------------------------
+    c.bn_group_size = PAPER_BATCH  # paper's mini-batch: statistics over groups of 32 examples.
+    # 0 (--config.bn_group_size=0): statistics over the whole global batch instead.
+    c.global_batch_size = 256  # choice: 8 replicas of the paper's 32; sync SGD replaces async (section 6).
+    c.parallelism = "jit"  # "jit" (device mesh, sharded batch) or "pmap".
+
+    # --- optimisation (section 4.2, from GoogLeNet) ---------------------------------------------
+    c.momentum = 0.9  # paper (GoogLeNet): momentum 0.9.
+    c.base_learning_rate = 0.0015  # paper, Figure 3 table: initial lr of Inception and BN-Baseline.
+    c.lr_scaling_batch = PAPER_BATCH  # choice (section 6): lr = base * global_batch / 32.
+    c.warmup_epochs = 0.0  # choice: linear warm-up, useful with large global batches.
+    c.lr_decay_rate = 0.96  # paper: decayed by 4%...
+    c.lr_decay_epochs = 8.0  # paper: ...every 8 epochs (exponential, staircase).
+    c.weight_decay = 2e-4  # GoogLeNet's public Caffe solver; applied to conv and dense kernels only.
+    c.polyak_decay = 0.0  # paper uses Polyak averaging at test time; 0 disables (e.g. 0.9999 enables).
+    # Paper: Inception trains ~31e6 steps of 32 (~774 epochs); BN-Baseline reaches its best later than
+    # BN-x5/x30 but well before that. Choice: 250 epochs.
+    c.num_epochs = 250.0
+    c.num_train_steps = 0  # > 0 overrides num_epochs.
+
+    # --- bookkeeping ---------------------------------------------------------------------------------
+    c.log_every_steps = 100
+    c.eval_every_steps = 5_000
+    c.checkpoint_every_steps = 5_000
+    c.keep_checkpoints = 3  # the last 3, plus the best by eval/top1_accuracy.
+    c.eval_batch_size = 256
+    c.num_eval_examples = 0  # > 0 evaluates on the first N only (quick checks); 0: the whole split.
+    c.allow_config_change = False  # True: resume a workdir whose saved config differs from this one.
+
+    apply_scale_args(c, parse_args(arg_string))
+    return c
+
+
+def apply_scale_args(c: ml_collections.ConfigDict, args: dict[str, str]) -> None:
+    """Applies the reduced-scale config arguments (`imagenette`, `tiny`, `synthetic`) in place."""
+    if "imagenette" in args:
+        # Same recipe, 10 classes of ImageNet, sized for a 2-core CPU (about 30 minutes an ablation).
+        c.dataset = "imagenette"
+        c.eval_split = "validation"
+        c.num_classes = 10
+        c.image_size = 64
+        c.eval_resize = 73  # keeps the 224/256 crop ratio
+        c.model.width_multiplier = 0.25
+        c.global_batch_size = 64
+        c.bn_group_size = PAPER_BATCH
+        c.eval_batch_size = 256
+        c.num_epochs = 0.0
+        c.num_train_steps = 3_000
+        c.log_every_steps = 50
+        c.eval_every_steps = 500
+        c.checkpoint_every_steps = 500
+        c.shuffle_buffer = 2_048
+        c.model.bn_momentum = 0.99  # choice: 0.9997 would not converge within 3,000 steps.
+    if "tiny" in args:
+        c.image_size = 32
+        c.eval_resize = 37
+        c.model.width_multiplier = 0.125
+        c.global_batch_size = 32
+        c.bn_group_size = 0  # whole batch of 32: the paper's mini-batch on any number of devices up to 32
+        c.eval_batch_size = 32
+        c.num_epochs = 0.0
+        c.num_train_steps = 20
+        c.log_every_steps = 5
+        c.eval_every_steps = 10
+        c.checkpoint_every_steps = 10
+        c.shuffle_buffer = 64
+        c.model.bn_momentum = 0.9  # choice: statistics settle within the few steps of a smoke run.
+    if "synthetic" in args:
+        c.synthetic_data = True
+    unknown = set(args) - {"imagenette", "tiny", "synthetic", "member"}
+    if unknown:
+        raise ValueError(f"Unknown config arguments {sorted(unknown)}; expected imagenette, tiny, synthetic (and member=N for ensemble.py).")

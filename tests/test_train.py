@@ -74,15 +74,25 @@ def test_jit_and_pmap_give_the_same_losses(image_folder, tmp_path, bn_group_size
     losses = {}
     for mode in ("jit", "pmap"):
         config = tiny_config(
-            image_folder, parallelism=mode, bn_group_size=bn_group_size, num_train_steps=3, log_every_steps=1,
-            eval_every_steps=3, checkpoint_every_steps=3, base_learning_rate=0.002,
+            image_folder, parallelism=mode, bn_group_size=bn_group_size, num_train_steps=2, log_every_steps=1,
+            eval_every_steps=2, checkpoint_every_steps=2,
         )
         train.train_and_evaluate(config, str(tmp_path / mode))
-        losses[mode] = [v for _, v in events.read_scalars(tmp_path / mode)["train/loss"]]
-    # Float differences in the reduction order grow step by step in this tiny, sensitive network; over 3 steps
-    # they stay below 1e-4, while a step that used one device's gradients would change the loss by ~1e-2.
-    assert len(losses["jit"]) == 3
+        losses[mode] = first_steps(tmp_path / mode)
     np.testing.assert_allclose(losses["jit"], losses["pmap"], rtol=1e-4)
+
+
+def first_steps(run_dir):
+    """Losses of steps 1 and 2 and the gradient norm of step 1.
+
+    Step 1 checks the forward pass (batch assembly, BN statistics), its gradient norm the cross-device
+    gradient reduction, and step 2's loss the update. Later steps are not compared: with BN over 4 examples
+    at 1x1 resolution, this tiny network's gradients are large and float rounding grows chaotically.
+    """
+    scalars = events.read_scalars(run_dir)
+    losses = [v for _, v in scalars["train/loss"]]
+    assert len(losses) == 2
+    return losses + [scalars["train/grad_norm"][0][1]]
 
 
 def _main_command(workdir, data_dir, *flags):
@@ -121,8 +131,8 @@ def test_sigkill_then_same_command_resumes_from_latest_checkpoint(image_folder, 
 
 def test_two_processes_of_four_devices_match_one_process_of_eight(image_folder, tmp_path):
     flags = [
-        "--config.num_train_steps=3", "--config.log_every_steps=1", "--config.eval_every_steps=3",
-        "--config.bn_group_size=4", "--config.base_learning_rate=0.002",
+        "--config.num_train_steps=2", "--config.log_every_steps=1", "--config.eval_every_steps=2",
+        "--config.bn_group_size=4",
     ]
     single = subprocess.run(
         _main_command(tmp_path / "single", image_folder, *flags), cwd=REPO, env=_env(8), capture_output=True, text=True
@@ -142,7 +152,4 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(image_folder, 
     for p in processes:
         _, stderr = p.communicate(timeout=600)
         assert p.returncode == 0, stderr[-3000:]
-    single_losses = [v for _, v in events.read_scalars(tmp_path / "single")["train/loss"]]
-    multi_losses = [v for _, v in events.read_scalars(tmp_path / "multi")["train/loss"]]
-    assert len(single_losses) == 3
-    np.testing.assert_allclose(multi_losses, single_losses, rtol=2e-4)
+    np.testing.assert_allclose(first_steps(tmp_path / "multi"), first_steps(tmp_path / "single"), rtol=1e-4)

@@ -75,10 +75,11 @@ def tfds_source(
     builder = tfds.builder(name, data_dir=data_dir or None)
     if not builder.is_prepared():
         if name == "imagenet2012":
+            root = data_dir or tfds.core.constants.DATA_DIR
             raise FileNotFoundError(
-                f"tfds dataset imagenet2012 is not prepared in {builder.data_dir}. Put ILSVRC2012_img_train.tar and "
-                f"ILSVRC2012_img_val.tar in {builder.data_dir}/../downloads/manual/ (or --manual_dir) and run "
-                "`tfds build imagenet2012`; see README.md."
+                f"tfds dataset imagenet2012 is not prepared in {root}. Put ILSVRC2012_img_train.tar and "
+                f"ILSVRC2012_img_val.tar in {root}/downloads/manual/ and run `tfds build imagenet2012 "
+                f"--data_dir={root}` (see README.md), or pass --config.data_dir=FOLDER for an ImageFolder tree."
             )
         builder.download_and_prepare()
     num_examples = builder.info.splits[split].num_examples

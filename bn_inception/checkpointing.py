@@ -9,6 +9,8 @@ from typing import Any
 
 import flax
 import jax
+from absl import logging
+from jax.experimental import multihost_utils
 import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
@@ -28,7 +30,7 @@ def create_manager(directory: pathlib.Path, keep: int) -> ocp.CheckpointManager:
         ]
     )
     options = ocp.CheckpointManagerOptions(preservation_policy=policy)
-    return ocp.CheckpointManager(directory.absolute(), options=options)
+    return ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=ocp.StandardCheckpointHandler())
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, metrics: dict[str, float] | None) -> None:
@@ -36,16 +38,74 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, metrics: dict[st
     manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
 
 
+def _leaf_names(tree: Any) -> dict[str, Any]:
+    """{"params/inception_3a/1x1/Conv_0/kernel": leaf, ...} for dataclass and dict trees alike."""
+    def name(key: Any) -> str:
+        for attr in ("name", "key", "idx"):
+            if hasattr(key, attr):
+                return str(getattr(key, attr))
+        return str(key)
+
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {"/".join(name(k) for k in path): leaf for path, leaf in flat}
+
+
+def check_shapes(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> None:
+    """Raises ValueError if the checkpoint at `step` holds arrays of other shapes than the model's."""
+    saved = {k: tuple(v.shape) for k, v in _leaf_names(manager.item_metadata(step)).items() if hasattr(v, "shape")}
+    ours = {k: tuple(v.shape) for k, v in _leaf_names(abstract_state).items()}
+    missing = sorted(set(ours) - set(saved))
+    wrong = sorted(k for k in set(ours) & set(saved) if ours[k] != saved[k])
+    if missing or wrong or set(saved) - set(ours):
+        first = wrong[0] if wrong else (missing[0] if missing else sorted(set(saved) - set(ours))[0])
+        raise ValueError(
+            f"Checkpoint {manager.directory}/{step} does not match the model config: {first} is "
+            f"{saved.get(first, 'absent')} there and {ours.get(first, 'absent')} in the model "
+            f"({len(wrong)} shapes differ, {len(missing)} arrays missing). Use the config the run was trained with."
+        )
+
+
 def restore_or_none(manager: ocp.CheckpointManager, abstract_state: Any, runner) -> tuple[Any, int]:
-    """(state on the devices, its step) from the latest checkpoint, or (None, 0) when there is none."""
-    step = manager.latest_step()
-    if step is None:
+    """(state on the devices, its step) from the newest readable checkpoint, or (None, 0) when there is none.
+
+    A checkpoint that cannot be read (truncated, corrupt) is moved aside to `<checkpoints>/../corrupt_checkpoints`
+    (never deleted) with a warning, and the one before it is tried. A checkpoint of another model is an error.
+    """
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
         return None, 0
     target = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runner.state_sharding), abstract_state
     )
-    state = manager.restore(step, args=ocp.args.StandardRestore(target))
-    return runner.put_state(state), step
+    for step in steps:
+        try:
+            check_shapes(manager, step, abstract_state)
+            state = manager.restore(step, args=ocp.args.StandardRestore(target))
+        except ValueError as error:
+            if "does not match the model config" in str(error):
+                raise
+            _set_aside(manager, step, error)
+            continue
+        except Exception as error:  # orbax/tensorstore raise many types for unreadable files
+            _set_aside(manager, step, error)
+            continue
+        return runner.put_state(state), step
+    raise RuntimeError(
+        f"No readable checkpoint in {manager.directory}: all were moved to corrupt_checkpoints/. "
+        "Restore one by hand, or start the run in a new workdir."
+    )
+
+
+def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
+    source = pathlib.Path(manager.directory) / str(step)
+    destination = pathlib.Path(manager.directory).parent / "corrupt_checkpoints" / str(step)
+    logging.warning("Checkpoint %s is unreadable (%s: %s); moving it to %s and trying the one before.",
+                    source, type(error).__name__, str(error)[:300], destination)
+    if jax.process_index() == 0:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, destination)
+    multihost_utils.sync_global_devices(f"set_aside_{step}")
+    manager.reload()
 
 
 def _flat(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:

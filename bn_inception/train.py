@@ -23,7 +23,7 @@ import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from bn_inception import checkpointing, input_pipeline, models, optim, parallel
+from bn_inception import checkpointing, config_checks, input_pipeline, models, optim, parallel
 
 
 @flax.struct.dataclass
@@ -87,8 +87,13 @@ def initial_state(model: nn.Module, tx: optax.GradientTransformation, config: ml
 def train_step(
     state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module, tx: optax.GradientTransformation,
     schedule: optax.Schedule, dropout_key: jax.Array, polyak_decay: float, axis_name: str | None,
+    skip_nonfinite: bool = False,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One SGD step on the global batch (under pmap: this device's share, reduced over `axis_name`)."""
+    """One SGD step on the global batch (under pmap: this device's share, reduced over `axis_name`).
+
+    `metrics["nonfinite"]` is 1 when the loss or the gradient is not finite; with `skip_nonfinite` such a
+    step leaves weights, statistics and optimiser state unchanged (the step counter still advances).
+    """
     rng = jax.random.fold_in(dropout_key, state.step)
     if axis_name is not None:
         rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
@@ -112,7 +117,12 @@ def train_step(
         ema_params = optax.incremental_update(params, ema_params, 1.0 - polyak_decay)
     metrics["grad_norm"] = optax.global_norm(grads)
     metrics["learning_rate"] = schedule(state.step)
+    finite = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"])
+    metrics["nonfinite"] = 1.0 - finite.astype(jnp.float32)
     new_state = TrainState(state.step + 1, params, batch_stats, opt_state, ema_params)
+    if skip_nonfinite:
+        kept = TrainState(state.step + 1, state.params, state.batch_stats, state.opt_state, state.ema_params)
+        new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, kept)
     return new_state, metrics
 
 
@@ -145,6 +155,23 @@ def evaluate(eval_fn, state: TrainState, batches: Iterator[dict[str, np.ndarray]
     return {f"eval/{k}": v / count for k, v in totals.items()} | {"eval/num_examples": count}
 
 
+def _raise_if_nonfinite(history: list[tuple[int, dict[str, np.ndarray]]], skip: bool) -> None:
+    bad = [s for s, m in history if m["nonfinite"]]
+    if bad and not skip:
+        raise FloatingPointError(
+            f"Non-finite loss or gradient at step {bad[0]}; training stopped before saving it, the last "
+            "checkpoint is intact. Lower the learning rate, or set --config.skip_nonfinite_steps=True."
+        )
+
+
+def _summarise(history: list[tuple[int, dict[str, np.ndarray]]]) -> dict[str, float]:
+    """Means of the logged metrics over the steps since the last log; non-finite steps counted, not averaged."""
+    finite = [m for _, m in history if not m["nonfinite"]]
+    summary = {f"train/{k}": float(np.mean([m[k] for m in finite])) for k in finite[0] if k != "nonfinite"} if finite else {}
+    summary["train/skipped_nonfinite_steps"] = float(len(history) - len(finite))
+    return summary
+
+
 class _Preemption:
     """Turns SIGTERM into a flag the loop polls; all processes agree on it through `runner.any_process`."""
 
@@ -160,6 +187,7 @@ class _Preemption:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """Trains (or resumes) the run in `workdir` to the configured step; returns the last eval metrics."""
+    config_checks.validate(config)
     workdir_path = pathlib.Path(workdir)
     runner = parallel.Runner.create(config)
     checkpointing.check_workdir_config(workdir_path, config)
@@ -202,6 +230,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         functools.partial(
             train_step, model=model, tx=tx, schedule=schedule, dropout_key=jax.random.key(config.seed + 1),
             polyak_decay=config.polyak_decay, axis_name=runner.axis_name,
+            skip_nonfinite=config.skip_nonfinite_steps,
         ),
         donate_state=True,
     )
@@ -219,27 +248,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
     preemption = _Preemption()
-    pending: list[dict[str, jax.Array]] = []
+    pending: list[tuple[int, Any]] = []  # (step, device metrics) not yet fetched
+    fetched: list[tuple[int, dict[str, np.ndarray]]] = []  # (step, host metrics) since the last log
     eval_metrics: dict[str, float] = {}
     step = start_step
     with metric_writers.ensure_flushes(writer):
         while step < num_steps:
             state, metrics = p_train(state, runner.shard_batch(next(train_iter)))
-            pending.append(metrics)
             step += 1
+            pending.append((step, metrics))
             report_progress(step)
-            if step % config.log_every_steps == 0 or step == num_steps:
-                summary = {f"train/{k}": float(np.mean(v)) for k, v in runner.to_host(jax.tree.map(lambda *x: jnp.stack(x), *pending)).items()}
-                writer.write_scalars(step, summary)
+            stop = runner.any_process(preemption.requested)
+            save = stop or step % config.checkpoint_every_steps == 0 or step % config.eval_every_steps == 0
+            if save or step % config.log_every_steps == 0 or step == num_steps:
+                fetched += [(s, runner.to_host(m)) for s, m in pending]
                 pending = []
+                _raise_if_nonfinite(fetched, config.skip_nonfinite_steps)
+            if step % config.log_every_steps == 0 or step == num_steps:
+                writer.write_scalars(step, _summarise(fetched))
+                fetched = []
             metrics_for_checkpoint = None
             if step % config.eval_every_steps == 0 or step == num_steps:
                 with report_progress.timed("eval"):
                     eval_metrics = evaluate(p_eval, state, eval_batches(), runner)
                 writer.write_scalars(step, {k: v for k, v in eval_metrics.items() if k != "eval/num_examples"})
                 metrics_for_checkpoint = eval_metrics
-            stop = runner.any_process(preemption.requested)
-            if stop or metrics_for_checkpoint or step % config.checkpoint_every_steps == 0 or step == num_steps:
+            if save or step == num_steps:
                 checkpointing.save(manager, step, runner.get_state(state), metrics_for_checkpoint)
             if stop:
                 logging.warning("Preempted at step %d: checkpoint saved, exiting.", step)

@@ -91,6 +91,7 @@ def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
     c.keep_checkpoints = 3  # the last 3, plus the best by eval/top1_accuracy.
     c.eval_batch_size = 256
     c.num_eval_examples = 0  # > 0 evaluates on the first N only (quick checks); 0: the whole split.
+    c.skip_nonfinite_steps = False  # False: a non-finite loss/gradient stops the run; True: skip and count.
     c.allow_config_change = False  # True: resume a workdir whose saved config differs from this one.
 
     apply_scale_args(c, parse_args(arg_string))

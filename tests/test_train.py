@@ -109,24 +109,42 @@ def _env(devices):
     return env
 
 
-def test_sigkill_then_same_command_resumes_from_latest_checkpoint(image_folder, tmp_path):
-    command = _main_command(tmp_path, image_folder, "--config.num_train_steps=40", "--config.checkpoint_every_steps=10")
-    process = subprocess.Popen(command, cwd=REPO, env=_env(8), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoints = tmp_path / "checkpoints"
+def _checkpoint_steps(workdir):
+    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+
+
+def _start_and_signal(command, workdir, after_checkpoint, sig):
+    """Starts `command`, sends `sig` once a checkpoint newer than `after_checkpoint` exists; returns the process."""
+    process = subprocess.Popen(command, cwd=REPO, env=_env(8), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not (checkpoints / "10").is_dir() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    saved = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
-    assert saved and saved[-1] < 40, f"the run was not interrupted before its end: {saved}"
+    while process.poll() is None and time.monotonic() < deadline:
+        if (workdir / "checkpoints").is_dir() and any(s > after_checkpoint for s in _checkpoint_steps(workdir)):
+            break
+        time.sleep(0.1)
+    process.send_signal(sig)
+    process.stderr_text = process.communicate(timeout=120)[1]
+    return process
+
+
+def test_sigkill_and_sigterm_then_the_same_command_resumes(image_folder, tmp_path):
+    command = _main_command(tmp_path, image_folder, "--config.num_train_steps=60", "--config.checkpoint_every_steps=10")
+    _start_and_signal(command, tmp_path, 0, signal.SIGKILL)
+    killed_at = _checkpoint_steps(tmp_path)[-1]
+    assert killed_at < 60, "the run ended before it could be killed"
+
+    preempted = _start_and_signal(command, tmp_path, killed_at, signal.SIGTERM)
+    assert f"starting at step {killed_at}" in preempted.stderr_text
+    assert preempted.returncode == 0, preempted.stderr_text[-3000:]
+    assert "Preempted at step" in preempted.stderr_text
+    preempted_at = _checkpoint_steps(tmp_path)[-1]
+    assert killed_at < preempted_at < 60
 
     result = subprocess.run(command, cwd=REPO, env=_env(8), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"starting at step {saved[-1]}" in result.stderr
-    assert max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()) == 40
+    assert f"starting at step {preempted_at}" in result.stderr
+    assert _checkpoint_steps(tmp_path)[-1] == 60
     loss_steps = [s for s, _ in events.read_scalars(tmp_path)["train/loss"]]
-    assert loss_steps[-1] == 40 and loss_steps == sorted(set(loss_steps))
+    assert loss_steps[-1] == 60 and loss_steps == sorted(set(loss_steps))
 
 
 def test_two_processes_of_four_devices_match_one_process_of_eight(image_folder, tmp_path):

@@ -1,0 +1,63 @@
+"""Checks a training config before anything expensive runs: every error names the value and what was expected.
+
+Unknown keys and values of the wrong type are refused earlier, by `ml_collections.config_flags` on the
+command line (the configs are locked).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from bn_inception.preprocessing import DISTORTIONS
+
+# The network halves its resolution five times (stem conv, two pools, 3c, 4e): 32 pixels reach 1x1.
+MIN_IMAGE_SIZE = {"bn_inception": 32, "mnist_mlp": 28}
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the first bad value of `config`."""
+    _require(config.base_learning_rate > 0, f"base_learning_rate={config.base_learning_rate} must be > 0.")
+    _require(0 <= config.momentum < 1, f"momentum={config.momentum} must be in [0, 1).")
+    _require(config.weight_decay >= 0, f"weight_decay={config.weight_decay} must be >= 0.")
+    _require(0 < config.lr_decay_rate <= 1, f"lr_decay_rate={config.lr_decay_rate} must be in (0, 1].")
+    _require(config.lr_decay_epochs > 0, f"lr_decay_epochs={config.lr_decay_epochs} must be > 0.")
+    _require(config.warmup_epochs >= 0, f"warmup_epochs={config.warmup_epochs} must be >= 0.")
+    _require(0 <= config.polyak_decay < 1, f"polyak_decay={config.polyak_decay} must be in [0, 1) (0 disables).")
+    _require(
+        config.num_train_steps > 0 or (config.num_train_steps == 0 and config.num_epochs > 0),
+        f"num_train_steps={config.num_train_steps}, num_epochs={config.num_epochs}: set num_train_steps > 0 "
+        "or num_epochs > 0.",
+    )
+    for key in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints", "num_classes"):
+        _require(config[key] >= 1, f"{key}={config[key]} must be >= 1.")
+    _require(config.bn_group_size >= 0, f"bn_group_size={config.bn_group_size} must be >= 0 (0: whole batch).")
+    _require(config.num_eval_examples >= 0, f"num_eval_examples={config.num_eval_examples} must be >= 0 (0: all).")
+    _require(config.distortion in DISTORTIONS, f"distortion={config.distortion!r}; expected one of {sorted(DISTORTIONS)}.")
+    _require(config.dtype in DTYPES, f"dtype={config.dtype!r}; expected one of {DTYPES}.")
+    _require(config.parallelism in ("jit", "pmap"), f"parallelism={config.parallelism!r}; expected 'jit' or 'pmap'.")
+    _require(
+        config.model_name in MIN_IMAGE_SIZE,
+        f"model_name={config.model_name!r}; expected one of {sorted(MIN_IMAGE_SIZE)}.",
+    )
+    minimum = MIN_IMAGE_SIZE[config.model_name]
+    _require(
+        config.image_size >= minimum,
+        f"image_size={config.image_size} is too small for {config.model_name}: it needs >= {minimum} pixels.",
+    )
+    _require(
+        config.eval_resize >= config.image_size,
+        f"eval_resize={config.eval_resize} must be >= image_size={config.image_size} (central crop of the resized image).",
+    )
+    if config.model_name == "bn_inception":
+        _require(
+            config.model.activation in ("relu", "sigmoid"),
+            f"model.activation={config.model.activation!r}; expected 'relu' or 'sigmoid'.",
+        )
+        _require(0 <= config.model.dropout_rate < 1, f"model.dropout_rate={config.model.dropout_rate} must be in [0, 1).")
+        _require(config.model.width_multiplier > 0, f"model.width_multiplier={config.model.width_multiplier} must be > 0.")

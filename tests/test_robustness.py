@@ -1,0 +1,138 @@
+"""Never lose a run: exact resume, corrupt checkpoints, non-finite steps, and bad input refused up front."""
+
+import functools
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from bn_inception import checkpointing, events, optim, parallel, train
+from tests.fixtures import write_image_folder
+from tests.test_train import REPO, _env, tiny_config
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("images"), {"train": 32, "val": 3})
+
+
+def robust_config(image_folder, **overrides):
+    defaults = dict(num_train_steps=6, checkpoint_every_steps=2, eval_every_steps=6, log_every_steps=2)
+    overrides = defaults | overrides
+    return tiny_config(overrides.pop("data_dir", image_folder), **overrides)
+
+
+@pytest.fixture(scope="module")
+def finished_run(image_folder, tmp_path_factory):
+    """A 6-step run, uninterrupted, with checkpoints at steps 2, 4 and 6."""
+    workdir = tmp_path_factory.mktemp("finished")
+    train.train_and_evaluate(robust_config(image_folder), str(workdir))
+    return workdir
+
+
+def saved_state(workdir, step):
+    with checkpointing.create_manager(pathlib.Path(workdir, "checkpoints"), keep=3) as manager:
+        return manager.restore(step)
+
+
+def snapshot(folder):
+    return {p: p.stat().st_mtime_ns for p in pathlib.Path(folder).rglob("*")}
+
+
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(image_folder, finished_run, tmp_path):
+    shutil.copytree(finished_run, tmp_path, dirs_exist_ok=True)
+    for step in ("4", "6"):  # as if the run had been killed just after its step-2 checkpoint
+        shutil.rmtree(tmp_path / "checkpoints" / step)
+    train.train_and_evaluate(robust_config(image_folder), str(tmp_path))
+    resumed, uninterrupted = saved_state(tmp_path, 6), saved_state(finished_run, 6)
+    assert jax.tree.structure(resumed) == jax.tree.structure(uninterrupted)
+    for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(uninterrupted)):
+        np.testing.assert_array_equal(a, b)
+
+
+def _abstract_state(config):
+    runner = parallel.Runner.create(config)
+    model = train.create_model(config, runner.axis_name)
+    _, _, schedule = train.train_schedule(config, 128)
+    tx = optim.sgd_with_weight_decay(schedule, config.momentum, config.weight_decay)
+    return jax.eval_shape(functools.partial(train.initial_state, model, tx, config)), runner
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_one_before(image_folder, finished_run, tmp_path):
+    shutil.copytree(finished_run, tmp_path, dirs_exist_ok=True)
+    data_files = [p for p in (tmp_path / "checkpoints" / "6").rglob("*") if p.is_file() and "d" == p.parent.name]
+    biggest = max(data_files or [p for p in (tmp_path / "checkpoints" / "6").rglob("*") if p.is_file()],
+                  key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[: biggest.stat().st_size // 2])
+    abstract, runner = _abstract_state(robust_config(image_folder))
+    manager = checkpointing.create_manager(tmp_path / "checkpoints", 3)
+    state, step = checkpointing.restore_or_none(manager, abstract, runner)
+    assert step == 4 and int(state.step) == 4
+    assert (tmp_path / "corrupt_checkpoints" / "6").is_dir()  # set aside, not deleted
+    manager.close()
+
+
+def test_checkpoint_of_another_model_is_refused_by_name(image_folder, finished_run):
+    config = robust_config(image_folder)
+    config.model.width_multiplier = 0.25
+    abstract, runner = _abstract_state(config)
+    manager = checkpointing.create_manager(finished_run / "checkpoints", 3)
+    with pytest.raises(ValueError, match=r"does not match the model config: \S+ is \(8,\) there and \(16,\) in the model"):
+        checkpointing.restore_or_none(manager, abstract, runner)
+    manager.close()
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(image_folder, tmp_path):
+    config = robust_config(image_folder, base_learning_rate=1e30, checkpoint_every_steps=1, log_every_steps=1)
+    with pytest.raises(FloatingPointError, match="Non-finite loss or gradient at step 2"):
+        train.train_and_evaluate(config, str(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1"]
+    assert int(saved_state(tmp_path, 1)["step"]) == 1
+
+
+def test_non_finite_steps_can_be_skipped_and_counted(image_folder, tmp_path):
+    config = robust_config(image_folder, base_learning_rate=1e30, skip_nonfinite_steps=True, log_every_steps=6)
+    train.train_and_evaluate(config, str(tmp_path))
+    skipped = events.read_scalars(tmp_path)["train/skipped_nonfinite_steps"]
+    assert skipped == [(6, 5.0)]  # step 1 is finite; its huge update makes every later step non-finite
+    state = saved_state(tmp_path, 6)
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state["params"]))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"base_learning_rate": -0.1}, "base_learning_rate=-0.1 must be > 0"),
+        ({"num_train_steps": 0, "num_epochs": 0.0}, "num_train_steps=0, num_epochs=0.0"),
+        ({"image_size": 16, "eval_resize": 18}, "image_size=16 is too small for bn_inception: it needs >= 32"),
+        ({"global_batch_size": 20}, "global_batch_size=20 must be a positive multiple of the 8 devices"),
+        ({"bn_group_size": 3}, "bn_group_size=3 must divide each device's share of the batch, 4"),
+        ({"global_batch_size": 8, "bn_group_size": 4}, "bn_group_size=4 must divide each device's share of the batch, 1"),
+        ({"data_dir": "/nonexistent/images", "allow_config_change": True}, "data_dir '/nonexistent/images' does not exist"),
+        ({"num_classes": 10, "allow_config_change": True}, "num_classes=10 but the training data has 4 classes"),
+        ({"ablation": "bn_x5"}, "holds a run with a different config .*ablation: saved 'bn_x30', now 'bn_x5'.*allow_config_change"),
+    ],
+)
+def test_bad_input_fails_before_work_and_touches_nothing(image_folder, finished_run, tmp_path, overrides, message):
+    shutil.copytree(finished_run, tmp_path, dirs_exist_ok=True)
+    before = snapshot(tmp_path)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        train.train_and_evaluate(robust_config(image_folder, **overrides), str(tmp_path))
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [("--config.learning_rate=0.1", "learning_rate"), ("--config.num_train_steps=ten", "num_train_steps")],
+)
+def test_unknown_key_or_wrong_type_on_the_command_line_is_refused(image_folder, tmp_path, flag, message):
+    command = [sys.executable, "-m", "bn_inception.main", "--config=configs/bn_x30.py:tiny",
+               f"--workdir={tmp_path / 'run'}", f"--config.data_dir={image_folder}", flag]
+    result = subprocess.run(command, cwd=REPO, env=_env(8), capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (tmp_path / "run").exists()

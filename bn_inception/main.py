@@ -9,7 +9,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from bn_inception import train
+from bn_inception import mnist_experiment, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, TensorBoard events, config.json.")
@@ -33,7 +33,10 @@ def main(argv: list[str]) -> None:
     elif FLAGS.distributed is None:
         _initialize_if_on_a_cluster()
     logging.info("JAX process %d/%d, %d local devices, %d in all.", jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    if FLAGS.config.get("experiment") == "mnist":
+        mnist_experiment.run(FLAGS.config, FLAGS.workdir)
+    else:
+        train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 def _initialize_if_on_a_cluster() -> None:

@@ -252,32 +252,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     fetched: list[tuple[int, dict[str, np.ndarray]]] = []  # (step, host metrics) since the last log
     eval_metrics: dict[str, float] = {}
     step = start_step
-    with metric_writers.ensure_flushes(writer):
-        while step < num_steps:
-            state, metrics = p_train(state, runner.shard_batch(next(train_iter)))
-            step += 1
-            pending.append((step, metrics))
-            report_progress(step)
-            stop = runner.any_process(preemption.requested)
-            save = stop or step % config.checkpoint_every_steps == 0 or step % config.eval_every_steps == 0
-            if save or step % config.log_every_steps == 0 or step == num_steps:
-                fetched += [(s, runner.to_host(m)) for s, m in pending]
-                pending = []
-                _raise_if_nonfinite(fetched, config.skip_nonfinite_steps)
-            if step % config.log_every_steps == 0 or step == num_steps:
-                writer.write_scalars(step, _summarise(fetched))
-                fetched = []
-            metrics_for_checkpoint = None
-            if step % config.eval_every_steps == 0 or step == num_steps:
-                with report_progress.timed("eval"):
-                    eval_metrics = evaluate(p_eval, state, eval_batches(), runner)
-                writer.write_scalars(step, {k: v for k, v in eval_metrics.items() if k != "eval/num_examples"})
-                metrics_for_checkpoint = eval_metrics
-            if save or step == num_steps:
-                checkpointing.save(manager, step, runner.get_state(state), metrics_for_checkpoint)
-            if stop:
-                logging.warning("Preempted at step %d: checkpoint saved, exiting.", step)
-                break
-    manager.wait_until_finished()
-    manager.close()
+    try:
+        with metric_writers.ensure_flushes(writer):
+            while step < num_steps:
+                state, metrics = p_train(state, runner.shard_batch(next(train_iter)))
+                step += 1
+                pending.append((step, metrics))
+                report_progress(step)
+                stop = runner.any_process(preemption.requested)
+                save = stop or step % config.checkpoint_every_steps == 0 or step % config.eval_every_steps == 0
+                if save or step % config.log_every_steps == 0 or step == num_steps:
+                    fetched += [(s, runner.to_host(m)) for s, m in pending]
+                    pending = []
+                    _raise_if_nonfinite(fetched, config.skip_nonfinite_steps)
+                if step % config.log_every_steps == 0 or step == num_steps:
+                    writer.write_scalars(step, _summarise(fetched))
+                    fetched = []
+                metrics_for_checkpoint = None
+                if step % config.eval_every_steps == 0 or step == num_steps:
+                    with report_progress.timed("eval"):
+                        eval_metrics = evaluate(p_eval, state, eval_batches(), runner)
+                    writer.write_scalars(step, {k: v for k, v in eval_metrics.items() if k != "eval/num_examples"})
+                    metrics_for_checkpoint = eval_metrics
+                if save or step == num_steps:
+                    checkpointing.save(manager, step, runner.get_state(state), metrics_for_checkpoint)
+                if stop:
+                    logging.warning("Preempted at step %d: checkpoint saved, exiting.", step)
+                    break
+    finally:
+        # Also on errors: let an in-flight asynchronous save finish, so the last checkpoint is complete.
+        manager.wait_until_finished()
+        manager.close()
+
     return eval_metrics

@@ -171,3 +171,26 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(image_folder, 
         _, stderr = p.communicate(timeout=600)
         assert p.returncode == 0, stderr[-3000:]
     np.testing.assert_allclose(first_steps(tmp_path / "multi"), first_steps(tmp_path / "single"), rtol=1e-4)
+
+
+def test_when_one_process_dies_the_other_stops_with_a_clear_error(image_folder, tmp_path):
+    env = _env(4) | {"JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
+    port = 20000 + (os.getpid() + 7) % 20000
+    processes = [
+        subprocess.Popen(
+            _main_command(tmp_path, image_folder, "--config.num_train_steps=100000", "--config.checkpoint_every_steps=5",
+                          f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
+                          "--heartbeat_timeout_seconds=10"),
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]
+    deadline = time.monotonic() + 400
+    while not (tmp_path / "checkpoints" / "5").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    processes[1].kill()
+    # Bounded: communicate raises TimeoutExpired if the survivor still runs 180 s after its peer died.
+    _, stderr = processes[0].communicate(timeout=180)
+    assert processes[0].returncode != 0
+    assert "stopped sending heartbeats" in stderr and "another task died" in stderr
+    assert (tmp_path / "checkpoints" / "5").is_dir()

@@ -30,6 +30,7 @@ class Source:
     num_examples: int  # in the whole split, over all processes
     num_classes: int
     epoch: Callable[[int, bool], tf.data.Dataset]
+    describe: Callable[[int], str]  # example index -> a name a person can find (its file, for folders)
 
 
 def folder_source(
@@ -64,7 +65,7 @@ def folder_source(
         ds = tf.data.Dataset.from_tensor_slices((paths_arr[mine], labels_arr[mine], mine))
         return ds.map(lambda p, y, i: (tf.io.read_file(p), y, i), num_parallel_calls=tf.data.AUTOTUNE)
 
-    return Source(num_examples=n, num_classes=len(classes), epoch=epoch)
+    return Source(n, len(classes), epoch, describe=lambda index: str(paths_arr[index]))
 
 
 def tfds_source(
@@ -99,7 +100,8 @@ def tfds_source(
             ds = ds.shuffle(shuffle_buffer, seed=_epoch_seed(seed, e), reshuffle_each_iteration=False)
         return ds
 
-    return Source(num_examples=num_examples, num_classes=builder.info.features["label"].num_classes, epoch=epoch)
+    num_classes = builder.info.features["label"].num_classes
+    return Source(num_examples, num_classes, epoch, describe=lambda index: f"tfds {name} {split} example {index}")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -131,8 +133,39 @@ def train_batches(
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        yield from tfds.as_numpy(ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+        batches = tfds.as_numpy(ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+        yield from _naming_undecodable(batches, source, epoch, True, batch_in_epoch * local_batch, local_batch)
         epoch, batch_in_epoch = epoch + 1, 0
+
+
+def _naming_undecodable(
+    batches: Iterator[dict[str, np.ndarray]], source: Source, epoch: int, shuffle: bool, first: int, batch_size: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """Yields `batches`; an image that cannot be decoded stops the run with an error naming it.
+
+    Never skipped silently: skipping would change which examples every later batch holds, and with it
+    exact resumption. tfds' imagenet2012 is already cleaned when it is prepared, so a bad image means a
+    damaged copy to replace.
+    """
+    position = first
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.InvalidArgumentError as error:
+            for jpeg, _, index in source.epoch(epoch, shuffle).skip(position).take(batch_size):
+                try:
+                    tf.io.decode_jpeg(jpeg, channels=3)
+                except tf.errors.InvalidArgumentError:
+                    raise ValueError(
+                        f"Cannot decode {source.describe(int(index))} (epoch {epoch}): not a valid JPEG. "
+                        "Replace or remove it."
+                    ) from None
+            raise
+        position += batch_size
+        yield batch
 
 
 def eval_batches(source: Source, cfg: InputConfig, local_batch: int, process_count: int) -> Iterator[dict[str, np.ndarray]]:
@@ -150,7 +183,7 @@ def eval_batches(source: Source, cfg: InputConfig, local_batch: int, process_cou
         {"image": tf.zeros((cfg.image_size, cfg.image_size, 3)), "label": tf.constant(0, tf.int64), "mask": tf.constant(0.0)}
     ).repeat()
     ds = ds.concatenate(padding).take(num_steps * local_batch).batch(local_batch)
-    return iter(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)))
+    return _naming_undecodable(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)), source, 0, False, 0, local_batch)
 
 
 def synthetic_batches(image_size: int, num_classes: int, local_batch: int, seed: int, mask: bool = False) -> Iterator[dict[str, np.ndarray]]:

@@ -1,0 +1,46 @@
+"""The input pipeline: every example once per epoch, disjoint process shares, bad images named."""
+
+import numpy as np
+import pytest
+
+from bn_inception import input_pipeline
+from tests.fixtures import write_image_folder
+
+CFG = input_pipeline.InputConfig(image_size=32, eval_resize=37, distortion="reduced", seed=0)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_image_folder(tmp_path_factory.mktemp("images"), {"train": 10, "val": 5})
+
+
+def test_eval_counts_every_example_once_across_processes(folder):
+    labels, masks = [], []
+    for process in range(2):
+        source = input_pipeline.folder_source(str(folder), "val", process, 2, seed=0, block=3)
+        for batch in input_pipeline.eval_batches(source, CFG, local_batch=3, process_count=2):
+            labels.append(batch["label"])
+            masks.append(batch["mask"])
+    labels, masks = np.concatenate(labels), np.concatenate(masks)
+    assert masks.sum() == 20 and len(masks) == 2 * 4 * 3  # 20 images, 4 steps of 3 on each process
+    assert np.bincount(labels[masks == 1]).tolist() == [5, 5, 5, 5]
+
+
+def test_training_shares_are_disjoint_and_resume_mid_epoch(folder):
+    shares = [input_pipeline.folder_source(str(folder), "train", p, 2, seed=3, block=4) for p in range(2)]
+    indices = [{int(i) for _, _, i in share.epoch(1, True).as_numpy_iterator()} for share in shares]
+    assert not indices[0] & indices[1] and len(indices[0] | indices[1]) == 40
+    full = input_pipeline.train_batches(shares[0], CFG, 4, steps_per_epoch=5, start_step=0)
+    first_seven = [next(full)["image"] for _ in range(7)]
+    resumed = input_pipeline.train_batches(shares[0], CFG, 4, steps_per_epoch=5, start_step=5)
+    np.testing.assert_array_equal(next(resumed)["image"], first_seven[5])
+
+
+def test_an_undecodable_image_is_named(folder, tmp_path):
+    bad_root = write_image_folder(tmp_path, {"train": 4})
+    bad_file = bad_root / "train" / "class_2" / "0001.JPEG"
+    bad_file.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    source = input_pipeline.folder_source(str(bad_root), "train", 0, 1, seed=0, block=4)
+    with pytest.raises(ValueError, match=f"Cannot decode {bad_file} \\(epoch 0\\): not a valid JPEG"):
+        for _ in input_pipeline.train_batches(source, CFG, 4, steps_per_epoch=4, start_step=0):
+            pass

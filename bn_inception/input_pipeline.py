@@ -168,19 +168,34 @@ def _naming_undecodable(
         yield batch
 
 
-def eval_batches(source: Source, cfg: InputConfig, local_batch: int, process_count: int) -> Iterator[dict[str, np.ndarray]]:
-    """Every example of the split exactly once: padded to equal steps on all processes, `mask` 0 on padding."""
+def eval_batches(
+    source: Source, cfg: InputConfig, local_batch: int, process_count: int, crops: int = 1
+) -> Iterator[dict[str, np.ndarray]]:
+    """Every example of the split exactly once: padded to equal steps on all processes, `mask` 0 on padding.
+
+    `crops=1`: one central crop per image, images (B, S, S, 3); `crops=144`: GoogLeNet's 144 crops,
+    images (B, 144, S, S, 3).
+    """
+    if crops not in (1, 144):
+        raise ValueError(f"crops={crops}; expected 1 or 144.")
     num_steps = -(-source.num_examples // (process_count * local_batch))  # no process holds more
+
+    def preprocess(jpeg: tf.Tensor) -> tf.Tensor:
+        if crops == 144:
+            return preprocessing.multi_crop_image(jpeg, cfg.image_size)
+        return preprocessing.eval_image(jpeg, cfg.image_size, cfg.eval_resize)
+
+    image_shape = ((144,) if crops == 144 else ()) + (cfg.image_size, cfg.image_size, 3)
     ds = source.epoch(0, False).map(
         lambda jpeg, label, index: {
-            "image": preprocessing.eval_image(jpeg, cfg.image_size, cfg.eval_resize),
+            "image": preprocess(jpeg),
             "label": label,
             "mask": tf.constant(1.0),
         },
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     padding = tf.data.Dataset.from_tensors(
-        {"image": tf.zeros((cfg.image_size, cfg.image_size, 3)), "label": tf.constant(0, tf.int64), "mask": tf.constant(0.0)}
+        {"image": tf.zeros(image_shape), "label": tf.constant(0, tf.int64), "mask": tf.constant(0.0)}
     ).repeat()
     ds = ds.concatenate(padding).take(num_steps * local_batch).batch(local_batch)
     return _naming_undecodable(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)), source, 0, False, 0, local_batch)

@@ -78,3 +78,38 @@ def eval_image(jpeg: tf.Tensor, size: int, resize: int) -> tf.Tensor:
     top, left = (h - size) // 2, (w - size) // 2
     image = image[top : top + size, left : left + size]
     return tf.ensure_shape(image, (size, size, 3)) / 127.5 - 1.0
+
+
+def multi_crop_scales(size: int) -> tuple[int, ...]:
+    """GoogLeNet's shorter sides 256, 288, 320, 352 for 224 crops, scaled to crops of `size`."""
+    return tuple(int(round(s * size / 224)) for s in (256, 288, 320, 352))
+
+
+def multi_crop(image: tf.Tensor, size: int) -> tf.Tensor:
+    """GoogLeNet's 144 crops of a float image: 4 scales x 3 squares x 6 crops x 2 mirrors -> (144, size, size, 3).
+
+    For each scale the shorter side is resized to it; the left, centre and right squares (top, centre,
+    bottom for portrait images) are taken; from each square the 4 corner and the central `size` crops and
+    the whole square resized to `size`. The second 72 are the mirrors of the first 72.
+    """
+    crops = []
+    for scale in multi_crop_scales(size):
+        resized = resize_shorter_side(image, scale)
+        h, w = tf.shape(resized)[0], tf.shape(resized)[1]
+        long_side_offsets = [0, (tf.maximum(h, w) - scale) // 2, tf.maximum(h, w) - scale]
+        for offset in long_side_offsets:
+            top = tf.where(w >= h, 0, offset)
+            left = tf.where(w >= h, offset, 0)
+            square = resized[top : top + scale, left : left + scale]
+            edge = scale - size
+            for y, x in ((0, 0), (0, edge), (edge, 0), (edge, edge), (edge // 2, edge // 2)):
+                crops.append(square[y : y + size, x : x + size])
+            crops.append(tf.image.resize(square, (size, size)))
+    crops = tf.stack([tf.ensure_shape(c, (size, size, 3)) for c in crops])
+    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+
+
+def multi_crop_image(jpeg: tf.Tensor, size: int) -> tf.Tensor:
+    """144 crops of one JPEG, float32 in [-1, 1]: (144, size, size, 3)."""
+    image = tf.cast(tf.io.decode_jpeg(jpeg, channels=3), tf.float32)
+    return multi_crop(image, size) / 127.5 - 1.0

@@ -48,7 +48,8 @@ def create_model(config: ml_collections.ConfigDict, bn_axis_name: str | None) ->
         bn_group_size=config.bn_group_size or None,
         bn_axis_name=bn_axis_name if not config.bn_group_size else None,
         dtype=jnp.dtype(config.dtype),
-        **config.model,
+        # Lists come back from config.json; modules must stay hashable.
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()},
     )
 
 

@@ -1,0 +1,115 @@
+"""Evaluating trained runs: single crop or 144 crops, one network or an ensemble, optional Algorithm 2."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from bn_inception import batch_norm, checkpointing, input_pipeline, optim, parallel, train
+
+
+@dataclasses.dataclass
+class Member:
+    """One trained network of an evaluation: where it came from and what to run."""
+
+    workdir: str
+    step: int
+    config: ml_collections.ConfigDict
+    model: nn.Module
+    variables: dict[str, Any]
+
+
+def load_member(workdir: str, step: int | None = None) -> Member:
+    """The run's config and its checkpoint (`step`, or the latest), checked against the config's shapes."""
+    config = checkpointing.load_workdir_config(pathlib.Path(workdir))
+    if config.model_name != "bn_inception":
+        raise ValueError(f"{workdir}: model_name={config.model_name!r}; evaluation handles bn_inception runs.")
+    model = train.create_model(config, bn_axis_name=None)
+    _, _, schedule = train.train_schedule(config, num_train_examples=config.global_batch_size)
+    tx = optim.sgd_with_weight_decay(schedule, config.momentum, config.weight_decay)
+    abstract = jax.eval_shape(functools.partial(train.initial_state, model, tx, config))
+    runner = parallel.Runner("jit", jax.sharding.Mesh(np.array(jax.devices()), ("data",)))
+    with checkpointing.create_manager(pathlib.Path(workdir) / "checkpoints", config.keep_checkpoints) as manager:
+        steps = manager.all_steps()
+        if not steps:
+            raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint.")
+        step = max(steps) if step is None else step
+        if step not in steps:
+            raise FileNotFoundError(f"{workdir}/checkpoints has no step {step}; it has {sorted(steps)}.")
+        checkpointing.check_shapes(manager, step, abstract)
+        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runner.state_sharding), abstract)
+        state = manager.restore(step, args=checkpointing.ocp.args.StandardRestore(target))
+    params = state.ema_params if state.ema_params else state.params
+    return Member(workdir, step, config, model, {"params": params, "batch_stats": state.batch_stats})
+
+
+def recalibrate(member: Member, num_batches: int) -> None:
+    """Algorithm 2: replaces the moving averages by population statistics from `num_batches` training batches."""
+    config = member.config
+    source = input_pipeline.make_source(config, config.train_split, 0, 1, block=config.global_batch_size)
+    cfg = input_pipeline.InputConfig(config.image_size, config.eval_resize, config.distortion, config.seed)
+    steps_per_epoch = source.num_examples // config.global_batch_size
+    batches = input_pipeline.train_batches(source, cfg, config.global_batch_size, steps_per_epoch, start_step=0)
+
+    def moments(variables, batch):
+        return member.model.apply(variables, batch["image"], train=False, use_batch_stats=True, mutable=[batch_norm.MOMENTS])[1]
+
+    member.variables["batch_stats"] = batch_norm.population_statistics(
+        moments, member.variables, (next(batches) for _ in range(num_batches))
+    )
+
+
+def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dict[str, Any]:
+    """Top-1/top-5 error of the members' averaged class probabilities (and of each crop's softmax)."""
+    first = members[0].config
+    for m in members[1:]:
+        if m.config.image_size != first.image_size or m.config.num_classes != first.num_classes:
+            raise ValueError(f"{m.workdir} has image_size/num_classes {m.config.image_size}/{m.config.num_classes}, "
+                             f"but {members[0].workdir} has {first.image_size}/{first.num_classes}: not one ensemble.")
+    if batch_size % jax.device_count():
+        raise ValueError(f"batch_size={batch_size} must be a multiple of the {jax.device_count()} devices.")
+    source = input_pipeline.make_source(first, first.eval_split, jax.process_index(), jax.process_count(),
+                                        block=batch_size // jax.process_count(), limit=first.num_eval_examples)
+    cfg = input_pipeline.InputConfig(first.image_size, first.eval_resize, first.distortion, first.seed)
+    runner = parallel.Runner("jit", jax.sharding.Mesh(np.array(jax.devices()), ("data",)))
+
+    def probabilities(model, variables, images):
+        flat = images.reshape((-1,) + images.shape[-3:])
+        probs = jax.nn.softmax(model.apply(variables, flat, train=False), axis=-1)
+        return probs.reshape(images.shape[: images.ndim - 3] + probs.shape[-1:])
+
+    member_probabilities = [jax.jit(functools.partial(probabilities, m.model)) for m in members]
+
+    @jax.jit
+    def hits(probs, labels, mask):
+        if probs.ndim == 3:
+            probs = probs.mean(axis=1)  # average the softmax over the crops
+        top5 = jax.lax.top_k(probs, min(5, probs.shape[-1]))[1]
+        return {
+            "top1": jnp.sum((top5[:, 0] == labels) * mask),
+            "top5": jnp.sum(jnp.any(top5 == labels[:, None], axis=-1) * mask),
+            "count": jnp.sum(mask),
+        }
+
+    totals = {"top1": 0.0, "top5": 0.0, "count": 0.0}
+    for batch in input_pipeline.eval_batches(source, cfg, batch_size // jax.process_count(), jax.process_count(), crops):
+        batch = runner.shard_batch(batch)
+        probs = sum(f(m.variables, batch["image"]) for f, m in zip(member_probabilities, members)) / len(members)
+        for k, v in runner.to_host(hits(probs, batch["label"], batch["mask"])).items():
+            totals[k] += float(v)
+    count = totals["count"]
+    return {
+        "top1_error": 1.0 - totals["top1"] / count,
+        "top5_error": 1.0 - totals["top5"] / count,
+        "num_examples": int(count),
+        "crops": crops,
+        "checkpoints": [{"workdir": m.workdir, "step": m.step} for m in members],
+    }

@@ -1,0 +1,97 @@
+"""Evaluation: the 144-crop geometry, every image counted once, ensembles, recalibration, checkpoint checks."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bn_inception import evaluation, preprocessing, train
+from tests.fixtures import write_image_folder
+from tests.test_train import REPO, _env, tiny_config
+
+
+def expected_crops(image, size):
+    """The GoogLeNet scheme written out in numpy for an image whose shorter side is already scale 0."""
+    h, w = image.shape[:2]
+    s = min(h, w)
+    squares = [image[:, o : o + s] for o in (0, (w - s) // 2, w - s)] if w >= h else \
+              [image[o : o + s] for o in (0, (h - s) // 2, h - s)]
+    e = s - size
+    crops = []
+    for square in squares:
+        crops += [square[y : y + size, x : x + size] for y, x in ((0, 0), (0, e), (e, 0), (e, e), (e // 2, e // 2))]
+        crops.append(None)  # the whole square resized: checked separately
+    return crops
+
+
+@pytest.mark.parametrize("shape", [(256, 300), (330, 256)], ids=["landscape", "portrait"])
+def test_144_crop_geometry(shape):
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, size=shape + (3,)).astype(np.float32)
+    crops = preprocessing.multi_crop(tf.constant(image), 224).numpy()
+    assert crops.shape == (144, 224, 224, 3)
+    assert preprocessing.multi_crop_scales(224) == (256, 288, 320, 352)
+    for k, expected in enumerate(expected_crops(image, 224)):  # the first scale is the image itself
+        if expected is not None:
+            np.testing.assert_array_equal(crops[k], expected)
+    # The first square (top-left in both orientations) resized whole to 224.
+    whole = tf.image.resize(tf.constant(image[:256, :256]), (224, 224)).numpy()
+    np.testing.assert_allclose(crops[5], whole, atol=1e-3)
+    np.testing.assert_array_equal(crops[72:], crops[:72, :, ::-1])  # mirrors
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    data = write_image_folder(tmp_path_factory.mktemp("images"), {"train": 16, "val": 9})
+    workdir = tmp_path_factory.mktemp("run")
+    config = tiny_config(data, num_train_steps=4, eval_every_steps=4, checkpoint_every_steps=4, log_every_steps=4)
+    final = train.train_and_evaluate(config, str(workdir))
+    return workdir, final
+
+
+def test_single_network_matches_training_eval_and_counts_each_image_once(trained_run):
+    workdir, final = trained_run
+    member = evaluation.load_member(str(workdir))
+    results = evaluation.evaluate_ensemble([member], crops=1, batch_size=16)  # 16 does not divide 36
+    assert results["num_examples"] == 36
+    assert results["top1_error"] == pytest.approx(1 - final["eval/top1_accuracy"], abs=1e-6)
+    assert results["checkpoints"] == [{"workdir": str(workdir), "step": 4}]
+
+
+def test_ensemble_of_two_copies_equals_the_network(trained_run):
+    workdir, _ = trained_run
+    one = evaluation.evaluate_ensemble([evaluation.load_member(str(workdir))], crops=144, batch_size=8)
+    two = evaluation.evaluate_ensemble([evaluation.load_member(str(workdir))] * 2, crops=144, batch_size=8)
+    assert one["num_examples"] == two["num_examples"] == 36
+    assert (one["top1_error"], one["top5_error"]) == (two["top1_error"], two["top5_error"])
+
+
+def test_recalibration_replaces_moving_averages_with_population_statistics(trained_run):
+    workdir, _ = trained_run
+    member = evaluation.load_member(str(workdir))
+    before = member.variables["batch_stats"]["stem_1x1"]["BatchNorm_0"]["var"]
+    evaluation.recalibrate(member, num_batches=2)
+    after = member.variables["batch_stats"]["stem_1x1"]["BatchNorm_0"]["var"]
+    assert after.shape == before.shape and not np.allclose(after, before)
+
+
+def test_evaluate_command_writes_json_and_refuses_mismatched_checkpoints(trained_run, tmp_path):
+    workdir, _ = trained_run
+    command = [sys.executable, "scripts/evaluate.py", f"--workdir={workdir}", "--crops=1", "--batch_size=16",
+               f"--output={tmp_path / 'results.json'}"]
+    result = subprocess.run(command, cwd=REPO, env=_env(8), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) >= {"top1_error", "top5_error", "num_examples", "crops", "checkpoints"}
+    assert "paper: BN-Inception, single crop" in result.stdout
+
+    config = json.loads((workdir / "config.json").read_text())
+    broken = tmp_path / "broken"
+    (broken / "checkpoints").mkdir(parents=True)
+    (broken / "checkpoints" / "4").symlink_to(workdir / "checkpoints" / "4")
+    (broken / "config.json").write_text(json.dumps(config | {"model.width_multiplier": 0.25}))
+    with pytest.raises(ValueError, match="does not match the model config"):
+        evaluation.load_member(str(broken))

@@ -23,3 +23,33 @@ def write_image_folder(root: pathlib.Path, per_class: dict[str, int], size: int 
                 jpeg = tf.io.encode_jpeg(np.clip(pixels, 0, 255).astype(np.uint8)).numpy()
                 (folder / f"{i:04d}.JPEG").write_bytes(jpeg)
     return root
+
+
+def write_toy_imagenet_tars(manual_dir: pathlib.Path, shared_data: pathlib.Path, classes: int = 3, per_class: int = 4) -> dict[int, str]:
+    """The two manual files of tfds' imagenet2012, in miniature, from real images in ../shared/data.
+
+    Train: a tar of `<wnid>.tar` files (Imagenette classes). Validation: the k-th file of imagenet_val_head
+    as `ILSVRC2012_val_%08d.JPEG` % k. Returns {k: wnid} for the validation images.
+    """
+    import io
+    import tarfile
+
+    manual_dir.mkdir(parents=True, exist_ok=True)
+    wnids = sorted(p.name for p in (shared_data / "imagenette" / "train").iterdir())[:classes]
+    with tarfile.open(manual_dir / "ILSVRC2012_img_train.tar", "w") as outer:
+        for wnid in wnids:
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as inner:
+                for path in sorted((shared_data / "imagenette" / "train" / wnid).iterdir())[:per_class]:
+                    inner.add(path, arcname=f"{wnid}_{path.stem}.JPEG")
+            info = tarfile.TarInfo(f"{wnid}.tar")
+            info.size = buffer.tell()
+            buffer.seek(0)
+            outer.addfile(info, buffer)
+    validation = {}
+    with tarfile.open(manual_dir / "ILSVRC2012_img_val.tar", "w") as tar:
+        for path in sorted((shared_data / "imagenet_val_head").iterdir()):
+            k = int(path.name.split("_")[0])
+            validation[k] = path.name.split("_")[1]
+            tar.add(path, arcname=f"ILSVRC2012_val_{k:08d}.JPEG")
+    return validation

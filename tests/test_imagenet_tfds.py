@@ -1,0 +1,32 @@
+"""tfds' real imagenet2012 builder on a toy copy of the manual files, read back by our pipeline."""
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from bn_inception import input_pipeline
+from configs import bn_x30
+from tests.fixtures import write_toy_imagenet_tars
+
+
+def test_toy_imagenet_builds_and_reads_back_with_the_right_labels(shared_data, tmp_path):
+    validation = write_toy_imagenet_tars(tmp_path / "manual", shared_data)
+    builder = tfds.builder("imagenet2012", data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "manual")))
+    names = builder.info.features["label"].names
+
+    config = bn_x30.get_config()
+    config.tfds_data_dir = str(tmp_path / "tfds")
+    eval_source = input_pipeline.make_source(config, "validation", 0, 1, block=16)
+    assert eval_source.num_examples == 100 and eval_source.num_classes == 1000
+    for example in builder.as_dataset(split="validation").as_numpy_iterator():
+        k = int(example["file_name"].decode()[len("ILSVRC2012_val_") : -len(".JPEG")])
+        assert names[example["label"]] == validation[k]
+
+    train_source = input_pipeline.make_source(config, "train", 0, 1, block=4)
+    cfg = input_pipeline.InputConfig(image_size=64, eval_resize=73, distortion="reduced", seed=0)
+    batches = input_pipeline.train_batches(train_source, cfg, local_batch=4, steps_per_epoch=3, start_step=0)
+    labels = np.concatenate([next(batches)["label"] for _ in range(3)])
+    expected = [wnid for wnid in ("n01440764", "n02102040", "n02979186") for _ in range(4)]  # one epoch
+    assert sorted(names[label] for label in labels) == expected
+    evals = list(input_pipeline.eval_batches(eval_source, cfg, local_batch=16, process_count=1))
+    assert sum(b["mask"].sum() for b in evals) == 100 and len(evals) == 7

@@ -15,6 +15,8 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from bn_inception import parallel
+
 BEST_METRIC = "eval/top1_accuracy"
 CONFIG_FILE = "config.json"
 
@@ -65,7 +67,7 @@ def check_shapes(manager: ocp.CheckpointManager, step: int, abstract_state: Any)
         )
 
 
-def restore_or_none(manager: ocp.CheckpointManager, abstract_state: Any, runner) -> tuple[Any, int]:
+def restore_or_none(manager: ocp.CheckpointManager, abstract_state: Any, runner: "parallel.Runner") -> tuple[Any, int]:
     """(state on the devices, its step) from the newest readable checkpoint, or (None, 0) when there is none.
 
     A checkpoint that cannot be read (truncated, corrupt) is moved aside to `<checkpoints>/../corrupt_checkpoints`

@@ -14,6 +14,7 @@ import os
 import pathlib
 from collections.abc import Callable, Iterator
 
+import ml_collections
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -154,7 +155,7 @@ def _naming_undecodable(
             batch = next(iterator)
         except StopIteration:
             return
-        except tf.errors.InvalidArgumentError as error:
+        except tf.errors.InvalidArgumentError:
             for jpeg, _, index in source.epoch(epoch, shuffle).skip(position).take(batch_size):
                 try:
                     tf.io.decode_jpeg(jpeg, channels=3)
@@ -214,7 +215,7 @@ def synthetic_batches(image_size: int, num_classes: int, local_batch: int, seed:
         yield batch
 
 
-def make_source(config, split: str, process_index: int, process_count: int, block: int, limit: int = 0) -> Source:
+def make_source(config: ml_collections.ConfigDict, split: str, process_index: int, process_count: int, block: int, limit: int = 0) -> Source:
     """The source a config names: its `data_dir` folder if set, else the tfds dataset `config.dataset`."""
     if config.data_dir:
         if not os.path.isdir(config.data_dir):

@@ -6,11 +6,10 @@ Knows about image classification batches ({"image", "label"}), not about any dat
 from __future__ import annotations
 
 import functools
-import json
 import pathlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax
@@ -146,7 +145,7 @@ def eval_step(
     return sums
 
 
-def evaluate(eval_fn, state: TrainState, batches: Iterator[dict[str, np.ndarray]], runner: parallel.Runner) -> dict[str, float]:
+def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], state: TrainState, batches: Iterator[dict[str, np.ndarray]], runner: parallel.Runner) -> dict[str, float]:
     """Mean eval metrics over every unmasked example the batches hold."""
     totals: dict[str, float] = {}
     for batch in batches:

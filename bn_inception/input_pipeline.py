@@ -80,8 +80,9 @@ def tfds_source(
             root = data_dir or tfds.core.constants.DATA_DIR
             raise FileNotFoundError(
                 f"tfds dataset imagenet2012 is not prepared in {root}. Put ILSVRC2012_img_train.tar and "
-                f"ILSVRC2012_img_val.tar in {root}/downloads/manual/ and run `tfds build imagenet2012 "
-                f"--data_dir={root}` (see README.md), or pass --config.data_dir=FOLDER for an ImageFolder tree."
+                f"ILSVRC2012_img_val.tar in {root}/downloads/manual/ and run `python scripts/prepare_imagenet.py "
+                f"--manual_dir={root}/downloads/manual --data_dir={root}` (see README.md), or pass "
+                "--config.data_dir=FOLDER for an ImageFolder tree."
             )
         builder.download_and_prepare()
     num_examples = builder.info.splits[split].num_examples

@@ -76,7 +76,7 @@ def test_batch_layout_errors_name_the_values():
 def test_unprepared_imagenet_says_what_to_do(tmp_path):
     config = load("bn_x30")
     config.tfds_data_dir = str(tmp_path)
-    with pytest.raises(FileNotFoundError, match=r"ILSVRC2012_img_train.tar.*downloads/manual.*tfds build imagenet2012"):
+    with pytest.raises(FileNotFoundError, match=r"ILSVRC2012_img_train.tar.*downloads/manual.*scripts/prepare_imagenet.py --manual_dir="):
         input_pipeline.make_source(config, "train", 0, 1, block=32)
 
 

@@ -1,17 +1,28 @@
 """tfds' real imagenet2012 builder on a toy copy of the manual files, read back by our pipeline."""
 
+import subprocess
+import sys
+
 import numpy as np
 import tensorflow_datasets as tfds
 
 from bn_inception import input_pipeline
 from configs import bn_x30
 from tests.fixtures import write_toy_imagenet_tars
+from tests.test_train import REPO
 
 
 def test_toy_imagenet_builds_and_reads_back_with_the_right_labels(shared_data, tmp_path):
     validation = write_toy_imagenet_tars(tmp_path / "manual", shared_data)
+    missing = subprocess.run([sys.executable, "scripts/prepare_imagenet.py", f"--manual_dir={tmp_path}"],
+                             cwd=REPO, capture_output=True, text=True)
+    assert missing.returncode != 0 and "lacks ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar" in missing.stderr
+    prepared = subprocess.run(
+        [sys.executable, "scripts/prepare_imagenet.py", f"--manual_dir={tmp_path / 'manual'}", f"--data_dir={tmp_path / 'tfds'}"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert prepared.returncode == 0, prepared.stderr[-3000:]
     builder = tfds.builder("imagenet2012", data_dir=str(tmp_path / "tfds"))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(tmp_path / "manual")))
     names = builder.info.features["label"].names
 
     config = bn_x30.get_config()

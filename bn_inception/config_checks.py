@@ -10,8 +10,8 @@ import ml_collections
 
 from bn_inception.preprocessing import DISTORTIONS
 
-# The network halves its resolution five times (stem conv, two pools, 3c, 4e): 32 pixels reach 1x1.
-MIN_IMAGE_SIZE = {"bn_inception": 32, "mnist_mlp": 28}
+# BN-Inception halves its resolution five times (stem conv, two pools, 3c, 4e): 32 pixels reach 1x1.
+MIN_IMAGE_SIZE = 32
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -41,23 +41,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(config.distortion in DISTORTIONS, f"distortion={config.distortion!r}; expected one of {sorted(DISTORTIONS)}.")
     _require(config.dtype in DTYPES, f"dtype={config.dtype!r}; expected one of {DTYPES}.")
     _require(config.parallelism in ("jit", "pmap"), f"parallelism={config.parallelism!r}; expected 'jit' or 'pmap'.")
+    _require(config.model_name == "bn_inception", f"model_name={config.model_name!r}; expected 'bn_inception'.")
     _require(
-        config.model_name in MIN_IMAGE_SIZE,
-        f"model_name={config.model_name!r}; expected one of {sorted(MIN_IMAGE_SIZE)}.",
-    )
-    minimum = MIN_IMAGE_SIZE[config.model_name]
-    _require(
-        config.image_size >= minimum,
-        f"image_size={config.image_size} is too small for {config.model_name}: it needs >= {minimum} pixels.",
+        config.image_size >= MIN_IMAGE_SIZE,
+        f"image_size={config.image_size} is too small for bn_inception: it needs >= {MIN_IMAGE_SIZE} pixels.",
     )
     _require(
         config.eval_resize >= config.image_size,
         f"eval_resize={config.eval_resize} must be >= image_size={config.image_size} (central crop of the resized image).",
     )
-    if config.model_name == "bn_inception":
-        _require(
-            config.model.activation in ("relu", "sigmoid"),
-            f"model.activation={config.model.activation!r}; expected 'relu' or 'sigmoid'.",
-        )
-        _require(0 <= config.model.dropout_rate < 1, f"model.dropout_rate={config.model.dropout_rate} must be in [0, 1).")
-        _require(config.model.width_multiplier > 0, f"model.width_multiplier={config.model.width_multiplier} must be > 0.")
+    _require(
+        config.model.activation in ("relu", "sigmoid"),
+        f"model.activation={config.model.activation!r}; expected 'relu' or 'sigmoid'.",
+    )
+    _require(0 <= config.model.dropout_rate < 1, f"model.dropout_rate={config.model.dropout_rate} must be in [0, 1).")
+    _require(config.model.width_multiplier > 0, f"model.width_multiplier={config.model.width_multiplier} must be > 0.")

@@ -11,7 +11,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from bn_inception import batch_norm, checkpointing, input_pipeline, optim, parallel, train
 
@@ -36,7 +35,7 @@ def load_member(workdir: str, step: int | None = None) -> Member:
     _, _, schedule = train.train_schedule(config, num_train_examples=config.global_batch_size)
     tx = optim.sgd_with_weight_decay(schedule, config.momentum, config.weight_decay)
     abstract = jax.eval_shape(functools.partial(train.initial_state, model, tx, config))
-    runner = parallel.Runner("jit", jax.sharding.Mesh(np.array(jax.devices()), ("data",)))
+    runner = parallel.Runner.over_all_devices()
     with checkpointing.create_manager(pathlib.Path(workdir) / "checkpoints", config.keep_checkpoints) as manager:
         steps = manager.all_steps()
         if not steps:
@@ -79,7 +78,7 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
     source = input_pipeline.make_source(first, first.eval_split, jax.process_index(), jax.process_count(),
                                         block=batch_size // jax.process_count(), limit=first.num_eval_examples)
     cfg = input_pipeline.InputConfig(first.image_size, first.eval_resize, first.distortion, first.seed)
-    runner = parallel.Runner("jit", jax.sharding.Mesh(np.array(jax.devices()), ("data",)))
+    runner = parallel.Runner.over_all_devices()
 
     def probabilities(model, variables, images):
         flat = images.reshape((-1,) + images.shape[-3:])

@@ -52,7 +52,12 @@ class Runner:
             raise ValueError(
                 f"eval_batch_size={config.eval_batch_size} must be a positive multiple of the {jax.device_count()} devices."
             )
-        return cls(config.parallelism, Mesh(np.array(jax.devices()), ("data",)))
+        return cls.over_all_devices(config.parallelism)
+
+    @classmethod
+    def over_all_devices(cls, mode: str = "jit") -> "Runner":
+        """A runner over every device of every process, with the batch on the mesh axis "data"."""
+        return cls(mode, Mesh(np.array(jax.devices()), ("data",)))
 
     @property
     def axis_name(self) -> str | None:

@@ -38,10 +38,8 @@ class TrainState:
 
 def create_model(config: ml_collections.ConfigDict, bn_axis_name: str | None) -> nn.Module:
     """The network a config describes; `bn_axis_name` is set under pmap for whole-batch BN statistics."""
-    if config.model_name == "mnist_mlp":
-        return models.MnistMLP(**config.model)
     if config.model_name != "bn_inception":
-        raise ValueError(f"model_name={config.model_name!r}; expected 'bn_inception' or 'mnist_mlp'.")
+        raise ValueError(f"model_name={config.model_name!r}; this trainer expects 'bn_inception' (MNIST: configs/mnist.py).")
     return models.BNInception(
         num_classes=config.num_classes,
         bn_group_size=config.bn_group_size or None,
@@ -72,7 +70,7 @@ def train_schedule(config: ml_collections.ConfigDict, num_train_examples: int) -
 
 def initial_state(model: nn.Module, tx: optax.GradientTransformation, config: ml_collections.ConfigDict) -> TrainState:
     """Fresh parameters from `config.seed`, zero optimiser state."""
-    images = jnp.zeros((1, config.image_size, config.image_size, 3) if config.model_name == "bn_inception" else (1, 28, 28))
+    images = jnp.zeros((1, config.image_size, config.image_size, 3))
     variables = model.init(jax.random.key(config.seed), images, train=False)
     params = variables["params"]
     return TrainState(

@@ -1,0 +1,175 @@
+"""Throughput, memory and FLOP utilisation of a config's training and evaluation steps.
+
+Used by `scripts/benchmark.py`. Steps are compiled ahead of time (so compile time is measured apart),
+timed after warm-up with the results blocked on, and XLA's cost analysis of the compiled per-device
+program gives the FLOPs that the model FLOPs utilisation (MFU) divides by the device's peak rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import resource
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from bn_inception import input_pipeline, optim, parallel, train
+
+# Dense peak rates in TFLOP/s per device (vendor data sheets; SXM parts for GPUs). float32 is the
+# non-tensor-core rate; TPUs run float32 matmuls in bfloat16 passes by default, so both use the bf16 peak.
+PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "H100": {"bfloat16": 989.0, "float32": 67.0},
+    "A100": {"bfloat16": 312.0, "float32": 19.5},
+    "V100": {"bfloat16": 125.0, "float32": 15.7},  # V100 has no bf16: its fp16 tensor-core peak
+    "TPU v4": {"bfloat16": 275.0, "float32": 275.0},
+    "TPU v5e": {"bfloat16": 197.0, "float32": 197.0},
+    "TPU v5p": {"bfloat16": 459.0, "float32": 459.0},
+}
+# jax's device_kind strings -> the table's names ("TPU v5 lite" is v5e).
+_KIND_ALIASES = (("v5 lite", "TPU v5e"), ("v5e", "TPU v5e"), ("v5p", "TPU v5p"), ("v5", "TPU v5p"), ("v4", "TPU v4"),
+                 ("H100", "H100"), ("H200", "H100"), ("A100", "A100"), ("V100", "V100"))
+
+
+def peak_tflops(device_kind: str, dtype: str) -> float | None:
+    """The table's peak for a jax `device_kind` (H200 counts as H100: same compute), None if unknown."""
+    for needle, name in _KIND_ALIASES:
+        if needle.lower() in device_kind.lower():
+            return PEAK_TFLOPS[name]["bfloat16" if dtype == "bfloat16" else "float32"]
+    return None
+
+
+@dataclasses.dataclass
+class CompiledStep:
+    """An ahead-of-time compiled step with what XLA reports about it."""
+
+    fn: Callable[..., Any]
+    compile_seconds: float
+    flops_per_device: float  # XLA cost analysis of the per-device program
+    memory_bytes: int | None  # arguments + outputs + temporaries - aliased, from XLA's memory analysis
+
+
+def compile_step(jitted: Callable[..., Any], *args: Any) -> CompiledStep:
+    """Lowers and compiles `jitted` for `args`, timing it and reading its cost and memory analyses."""
+    start = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    seconds = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):  # older jax: one dict per program
+        cost = cost[0]
+    memory = compiled.memory_analysis()
+    memory_bytes = None
+    if memory is not None:
+        memory_bytes = int(
+            memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
+            - memory.alias_size_in_bytes
+        )
+    return CompiledStep(compiled, seconds, float((cost or {}).get("flops", 0.0)), memory_bytes)
+
+
+def seconds_per_step(step: Callable[[Any], Any], num_steps: int, warmup_steps: int) -> float:
+    """Mean wall time of `step()` over `num_steps` calls after `warmup_steps`, with results blocked on."""
+    for _ in range(warmup_steps):
+        jax.block_until_ready(step())
+    start = time.perf_counter()
+    for _ in range(num_steps):
+        out = step()
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / num_steps
+
+
+def _train_setup(config: ml_collections.ConfigDict, runner: parallel.Runner):
+    model = train.create_model(config, runner.axis_name)
+    _, _, schedule = train.train_schedule(config, config.global_batch_size * 1000)
+    tx = optim.sgd_with_weight_decay(schedule, config.momentum, config.weight_decay)
+    p_train, p_eval = train.step_functions(config, runner, model, tx, schedule)
+    state = runner.put_state(jax.jit(functools.partial(train.initial_state, model, tx, config))())
+    return p_train, p_eval, state
+
+
+def _synthetic(config: ml_collections.ConfigDict, batch: int, runner: parallel.Runner, mask: bool = False) -> dict[str, jax.Array]:
+    host = next(input_pipeline.synthetic_batches(config.image_size, config.num_classes, batch, config.seed, mask=mask))
+    return runner.shard_batch(host)
+
+
+def measure_training(
+    config: ml_collections.ConfigDict, num_steps: int, warmup_steps: int,
+    real_batches: Iterator[dict[str, np.ndarray]] | None = None,
+) -> dict[str, Any]:
+    """Compile time, step time, images/s per device, FLOPs and memory of the config's training step.
+
+    With `real_batches` (this process's batches), also the step time when every step waits for the input.
+    """
+    runner = parallel.Runner.create(config)
+    p_train, _, state = _train_setup(config, runner)
+    local_batch = config.global_batch_size // jax.process_count()
+    batch = _synthetic(config, local_batch, runner)
+    compiled = compile_step(p_train, state, batch)
+    holder = [state]
+
+    def synthetic_step():
+        holder[0], metrics = compiled.fn(holder[0], batch)
+        return metrics
+
+    step_seconds = seconds_per_step(synthetic_step, num_steps, warmup_steps)
+    per_device = config.global_batch_size / jax.device_count()
+    result = {
+        "compile_seconds": compiled.compile_seconds,
+        "step_seconds": step_seconds,
+        "images_per_second_per_device": per_device / step_seconds,
+        "flops_per_step_per_device": compiled.flops_per_device,
+        "flops_per_image": compiled.flops_per_device / per_device,
+        "xla_memory_bytes": compiled.memory_bytes,
+    }
+    if real_batches is not None:
+        def real_step():
+            holder[0], metrics = compiled.fn(holder[0], runner.shard_batch(next(real_batches)))
+            return metrics
+
+        real_seconds = seconds_per_step(real_step, num_steps, warmup_steps)
+        result["real_data_step_seconds"] = real_seconds
+        result["real_data_images_per_second_per_device"] = per_device / real_seconds
+    return result
+
+
+def measure_evaluation(config: ml_collections.ConfigDict, num_steps: int, warmup_steps: int) -> dict[str, Any]:
+    """Compile time, images/s per device and FLOPs of the evaluation step at `config.eval_batch_size`."""
+    runner = parallel.Runner.create(config)
+    _, p_eval, state = _train_setup(config, runner)
+    batch = _synthetic(config, config.eval_batch_size // jax.process_count(), runner, mask=True)
+    compiled = compile_step(p_eval, state, batch)
+    step_seconds = seconds_per_step(lambda: compiled.fn(state, batch), num_steps, warmup_steps)
+    per_device = config.eval_batch_size / jax.device_count()
+    return {
+        "compile_seconds": compiled.compile_seconds,
+        "images_per_second_per_device": per_device / step_seconds,
+        "flops_per_image": compiled.flops_per_device / per_device,
+    }
+
+
+def without_bn(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The same network and batch with BN removed (conv biases instead): the paper's BN overhead."""
+    plain = config.copy_and_resolve_references()
+    plain.model.use_bn = False
+    plain.bn_group_size = 0
+    return plain
+
+
+def peak_memory_bytes() -> dict[str, int | None]:
+    """Peak memory of the first local device (accelerators report it) and of this process (max RSS)."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return {
+        "device_peak_bytes": stats.get("peak_bytes_in_use"),
+        "host_max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
+
+
+def utilisation(flops_per_step_per_device: float, step_seconds: float, peak: float | None) -> float | None:
+    """Model FLOPs utilisation: achieved FLOP/s per device over the peak (TFLOP/s); None without a peak."""
+    if not peak or not flops_per_step_per_device:
+        return None
+    return flops_per_step_per_device / step_seconds / (peak * 1e12)

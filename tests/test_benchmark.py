@@ -1,0 +1,68 @@
+"""scripts/benchmark.py runs end to end and writes its JSON (no timing is asserted), and the MFU table."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from bn_inception import benchmarking
+from tests.fixtures import write_image_folder
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_writes_json_with_consistent_flops(tmp_path):
+    data = write_image_folder(tmp_path / "images", {"train": 16, "val": 2})
+    output = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "scripts/benchmark.py", "--config=configs/bn_x30.py:tiny", f"--config.data_dir={data}",
+         "--config.num_classes=4", "--config.model.width_multiplier=0.0625", "--steps=2", "--warmup_steps=1",
+         f"--output={output}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "BN overhead" in result.stdout and "input pipeline" in result.stdout
+    r = json.loads(output.read_text())
+    assert r["device_count"] == 8 and r["global_batch_size"] == 32
+    train, evaluation, plain = r["train"], r["eval"], r["without_bn"]
+    for measured in (train["images_per_second_per_device"], train["real_data_images_per_second_per_device"],
+                     evaluation["images_per_second_per_device"], plain["images_per_second_per_device"],
+                     train["compile_seconds"], r["memory"]["host_max_rss_bytes"]):
+        assert measured > 0
+    # Independent check of the cost analysis: a training step is a forward pass plus a backward pass of
+    # about twice its cost, and per-image FLOPs do not depend on the batch (eval batch 32, train 4/device).
+    assert 2.5 < train["flops_per_image"] / evaluation["flops_per_image"] < 3.6
+    # BN adds work: normalisation's forward and backward passes cost more than the conv biases they replace.
+    assert train["flops_per_image"] > plain["flops_per_image"]
+    assert r["mfu"] is None  # CPU: no peak in the table
+
+
+def test_benchmark_rejects_missing_data_before_compiling(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "scripts/benchmark.py", "--config=configs/bn_x30.py:tiny",
+         f"--config.data_dir={tmp_path / 'absent'}", f"--output={tmp_path / 'b.json'}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0 and "absent" in result.stderr and "does not exist" in result.stderr
+    assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize("kind, dtype, expected", [
+    ("NVIDIA H100 80GB HBM3", "bfloat16", 989.0),
+    ("NVIDIA A100-SXM4-40GB", "float32", 19.5),
+    ("Tesla V100-SXM2-16GB", "bfloat16", 125.0),
+    ("TPU v4", "bfloat16", 275.0),
+    ("TPU v5 lite", "bfloat16", 197.0),
+    ("TPU v5p", "float32", 459.0),
+    ("cpu", "float32", None),
+])
+def test_peak_table_lookup(kind, dtype, expected):
+    assert benchmarking.peak_tflops(kind, dtype) == expected
+
+
+def test_utilisation_is_achieved_over_peak():
+    # 12 GFLOP per image at 16,000 images/s on a 989 TFLOP/s device: 19.4%.
+    assert benchmarking.utilisation(12e9 * 256, 256 / 16_000, 989.0) == pytest.approx(12e9 * 16_000 / 989e12)
+    assert benchmarking.utilisation(1e9, 1.0, None) is None

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from bn_inception.batch_norm import BatchNorm
+from bn_inception import lowering
 
 
 class InceptionBlock(NamedTuple):
@@ -71,6 +72,7 @@ class ConvUnit(nn.Module):
     norm: Callable[..., nn.Module] = BatchNorm
     activation: str = "relu"
     kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
+    conv_general_dilated: Callable[..., jax.Array] | None = None
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -83,6 +85,7 @@ class ConvUnit(nn.Module):
             padding="SAME",
             use_bias=not self.use_bn,
             kernel_init=self.kernel_init,
+            conv_general_dilated=self.conv_general_dilated,
             dtype=self.dtype,
         )(x)
         if self.use_bn:
@@ -95,6 +98,7 @@ class Inception(nn.Module):
 
     block: InceptionBlock
     conv: Callable[..., nn.Module]
+    max_pool: Callable[..., jax.Array] = functools.partial(nn.max_pool, padding="SAME")
 
     @nn.compact
     def __call__(self, x: jax.Array, use_batch_stats: bool) -> jax.Array:
@@ -109,7 +113,7 @@ class Inception(nn.Module):
         y = self.conv(b.double3x3, (3, 3), name="double_3x3_a")(y, use_batch_stats)
         branches.append(self.conv(b.double3x3, (3, 3), strides=s, name="double_3x3_b")(y, use_batch_stats))
         if b.pool == "max":
-            y = nn.max_pool(x, (3, 3), strides=(s, s), padding="SAME")
+            y = self.max_pool(x, (3, 3), strides=(s, s))
         else:
             y = nn.avg_pool(x, (3, 3), strides=(s, s), padding="SAME", count_include_pad=False)
         if b.pool_proj:
@@ -138,6 +142,9 @@ class BNInception(nn.Module):
       weight_init_scale: scale of the fan-in variance-scaling (truncated normal) weight initialiser.
       width_multiplier: multiplies every layer's width (tiny networks for tests).
       bn_group_size, bn_axis_name, bn_momentum, bn_epsilon: see `BatchNorm`.
+      lowering: "xla" (lax convolutions, flax pooling) or "cpu" (`lowering.matmul_friendly_conv` and
+        `lowering.max_pool`: the same functions and parameters, with the gradients computed by matrix
+        products, slices and pads where XLA:CPU's own lowerings are slow).
       dtype: compute dtype (bfloat16 on accelerators); parameters and BN statistics stay float32.
     """
 
@@ -155,6 +162,7 @@ class BNInception(nn.Module):
     bn_axis_name: str | None = None
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-5
+    lowering: str = "xla"
     dtype: Any = jnp.float32
 
     def _width(self, channels: int) -> int:
@@ -175,9 +183,18 @@ class BNInception(nn.Module):
             norm=norm,
             activation=self.activation,
             kernel_init=self._kernel_init(),
+            conv_general_dilated=self._conv_fn(),
             dtype=self.dtype,
         )
         return lambda features, kernel_size, **kw: unit(self._width(features), kernel_size, **kw)
+
+    def _conv_fn(self) -> Callable[..., jax.Array] | None:
+        if self.lowering not in ("xla", "cpu"):
+            raise ValueError(f"lowering={self.lowering!r}; expected 'xla' or 'cpu'.")
+        return lowering.matmul_friendly_conv if self.lowering == "cpu" else None
+
+    def _max_pool(self) -> Callable[..., jax.Array]:
+        return lowering.max_pool if self.lowering == "cpu" else functools.partial(nn.max_pool, padding="SAME")
 
     def _kernel_init(self) -> Callable[..., jax.Array]:
         return nn.initializers.variance_scaling(self.weight_init_scale, "fan_in", "truncated_normal")
@@ -195,24 +212,25 @@ class BNInception(nn.Module):
         if self.separable_stem:
             x = nn.Conv(
                 3 * 8, (7, 7), strides=2, padding="SAME", feature_group_count=3, use_bias=False,
-                kernel_init=self._kernel_init(), dtype=self.dtype, name="stem_7x7_depthwise",
+                kernel_init=self._kernel_init(), conv_general_dilated=self._conv_fn(), dtype=self.dtype,
+                name="stem_7x7_depthwise",
             )(x)
             x = conv(64, (1, 1), name="stem_7x7_pointwise")(x, use_batch_stats)
         else:
             x = conv(64, (7, 7), strides=2, name="stem_7x7")(x, use_batch_stats)
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+        x = self._max_pool()(x, (3, 3), strides=(2, 2))
         if self.lrn:
             x = local_response_norm(x)
         x = conv(64, (1, 1), name="stem_1x1")(x, use_batch_stats)
         x = conv(192, (3, 3), name="stem_3x3")(x, use_batch_stats)
         if self.lrn:
             x = local_response_norm(x)
-        x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+        x = self._max_pool()(x, (3, 3), strides=(2, 2))
         for name, block in INCEPTION_BLOCKS.items():
             if self.slim_pool_proj and name in SLIM_POOL_PROJ:
                 block = block._replace(pool_proj=SLIM_POOL_PROJ[name])
             block_conv = self._conv(per_activation=True) if name in self.per_activation_bn_blocks else conv
-            x = Inception(block, block_conv, name=f"inception_{name}")(x, use_batch_stats)
+            x = Inception(block, block_conv, self._max_pool(), name=f"inception_{name}")(x, use_batch_stats)
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = nn.Dense(self.num_classes, kernel_init=self._kernel_init(), dtype=self.dtype, name="classifier")(x)

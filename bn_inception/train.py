@@ -40,13 +40,15 @@ def create_model(config: ml_collections.ConfigDict, bn_axis_name: str | None) ->
     """The network a config describes; `bn_axis_name` is set under pmap for whole-batch BN statistics."""
     if config.model_name != "bn_inception":
         raise ValueError(f"model_name={config.model_name!r}; this trainer expects 'bn_inception' (MNIST: configs/mnist.py).")
+    model_args = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()}
+    if model_args.get("lowering", "auto") == "auto":
+        model_args["lowering"] = "cpu" if jax.default_backend() == "cpu" else "xla"
     return models.BNInception(
         num_classes=config.num_classes,
         bn_group_size=config.bn_group_size or None,
         bn_axis_name=bn_axis_name if not config.bn_group_size else None,
         dtype=jnp.dtype(config.dtype),
-        # Lists come back from config.json; modules must stay hashable.
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()},
+        **model_args,  # lists (from config.json) made tuples: modules must stay hashable
     )
 
 

@@ -62,6 +62,10 @@ def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
     c.model.width_multiplier = 1.0
     c.model.bn_momentum = 0.9997  # choice: TF-slim's moving-average decay (paper gives none).
     c.model.bn_epsilon = 1e-3  # choice: TF-slim's epsilon (paper gives none; Caffe ports use 1e-5).
+    # choice: "cpu" computes convolution and max-pool gradients with matrix products, slices and pads
+    # (XLA:CPU's own are slow, docs/cpu_performance.md); "xla" keeps lax convolutions and flax pooling;
+    # "auto" picks "cpu" on CPU and "xla" on accelerators. Same function and parameters either way.
+    c.model.lowering = "auto"
     c.dtype = "float32"  # compute dtype; "bfloat16" on accelerators (parameters/statistics stay f32).
 
     # --- batch normalisation statistics and parallelism ----------------------------------------------

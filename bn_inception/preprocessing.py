@@ -7,10 +7,12 @@ central square crop. All randomness is stateless and derived from (seed, epoch, 
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
-# Photometric distortions: GoogLeNet's (as in TF-slim's inception preprocessing), and the "reduced" ones of
-# section 4.2.1 (the paper gives no numbers: halving every range is our choice).
+# Photometric distortions: GoogLeNet's ranges (as in TF-slim's inception preprocessing; saturation and hue
+# applied as one YIQ colour matrix, see `_distort_and_scale`), and the "reduced" ones of section 4.2.1 (the
+# paper gives no numbers: halving every range is our choice).
 DISTORTIONS = {
     "googlenet": {"brightness": 32.0 / 255.0, "saturation": 0.5, "hue": 0.2, "contrast": 0.5},
     "reduced": {"brightness": 16.0 / 255.0, "saturation": 0.25, "hue": 0.1, "contrast": 0.25},
@@ -43,22 +45,46 @@ def train_image(jpeg: tf.Tensor, size: int, distortion: str, seed_parts: tuple) 
     )
     window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
     image = tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
-    image = tf.image.resize(image, (size, size), antialias=False) / 255.0
+    image = tf.image.resize(image, (size, size), antialias=False)  # float32 in [0, 255]
     image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    image = _distort_color(image, DISTORTIONS[distortion], color_seed)
-    return image * 2.0 - 1.0
+    return _distort_and_scale(image, DISTORTIONS[distortion], color_seed)
 
 
-def _distort_color(image: tf.Tensor, strength: dict[str, float], seed: tf.Tensor) -> tf.Tensor:
+# RGB -> YIQ (NTSC): Y is the luma, (I, Q) the chroma plane that hue rotates and saturation scales.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+# In RGB, the YIQ map diag(1, s cos t, s cos t) + s sin t (E_QI - E_IQ) is LUMA + s cos t CHROMA + s sin t TURN.
+_LUMA = tf.constant(_YIQ_TO_RGB @ np.diag([1.0, 0.0, 0.0]) @ _RGB_TO_YIQ, tf.float32)
+_CHROMA = tf.constant(_YIQ_TO_RGB @ np.diag([0.0, 1.0, 1.0]) @ _RGB_TO_YIQ, tf.float32)
+_TURN = tf.constant(_YIQ_TO_RGB @ np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]) @ _RGB_TO_YIQ, tf.float32)
+
+
+def color_matrix(saturation: tf.Tensor, hue: tf.Tensor) -> tf.Tensor:
+    """The 3x3 map of RGB column vectors that scales chroma by `saturation` and turns its hue by
+    `hue` of a full turn (in YIQ: luma kept, chroma rotated and scaled; greys stay grey)."""
+    angle = (2.0 * np.pi) * tf.cast(hue, tf.float32)
+    return _LUMA + (saturation * tf.cos(angle)) * _CHROMA + (saturation * tf.sin(angle)) * _TURN
+
+
+def _distort_and_scale(image: tf.Tensor, strength: dict[str, float], seed: tf.Tensor) -> tf.Tensor:
+    """[0, 255] pixels -> brightness, saturation, hue and contrast in TF-slim's order -> [-1, 1], clipped.
+
+    All four are affine maps of the RGB vector, so they are applied as one: y = c M x + (1 - c) M m + b,
+    where M is `color_matrix` (saturation and hue in YIQ instead of TF-slim's two RGB<->HSV round trips,
+    which cost more than the rest of the preprocessing), b the brightness offset (greys stay grey under
+    M, so it commutes with M), c the contrast factor and m the image's per-channel mean (contrast blends
+    every pixel with it, as `tf.image.adjust_contrast` does). The same kinds of jitter with the same
+    ranges, in few TensorFlow ops (per-op overhead dominates at 224x224).
+    """
     if not any(strength.values()):
-        return image
-    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
-    image = tf.image.stateless_random_brightness(image, strength["brightness"], seeds[0])
-    s, c = strength["saturation"], strength["contrast"]
-    image = tf.image.stateless_random_saturation(image, 1.0 - s, 1.0 + s, seeds[1])
-    image = tf.image.stateless_random_hue(image, strength["hue"], seeds[2])
-    image = tf.image.stateless_random_contrast(image, 1.0 - c, 1.0 + c, seeds[3])
-    return tf.clip_by_value(image, 0.0, 1.0)
+        return image * (2.0 / 255.0) - 1.0
+    ranges = tf.constant([255.0 * strength["brightness"], strength["saturation"], strength["hue"], strength["contrast"]])
+    brightness, saturation, hue, contrast = tf.unstack(tf.random.stateless_uniform([4], seed, -1.0, 1.0) * ranges)
+    contrast = 1.0 + contrast
+    matrix = (2.0 / 255.0) * color_matrix(1.0 + saturation, hue)
+    offset = (1.0 - contrast) * tf.linalg.matvec(matrix, tf.reduce_mean(image, axis=[0, 1])) + (2.0 / 255.0) * brightness - 1.0
+    image = tf.tensordot(image, tf.transpose(contrast * matrix), axes=1) + offset
+    return tf.clip_by_value(image, -1.0, 1.0)
 
 
 def resize_shorter_side(image: tf.Tensor, shorter: int) -> tf.Tensor:

@@ -73,6 +73,7 @@ def main(argv: list[str]) -> None:
     rows = []
     for source_name, jpegs in sources.items():
         for name, fn in (("decode + central crop + resize (reference)", plain),
+                         ("training: crop, flip, resize, no distortions", training("none")),
                          ("training: googlenet distortions", training("googlenet")),
                          ("training: reduced distortions (4.2.1)", training("reduced"))):
             rows.append({"source": source_name, "pipeline": name, "images_per_second_per_core": images_per_second(jpegs, fn)})

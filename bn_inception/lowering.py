@@ -43,55 +43,37 @@ def _taps(x: jax.Array, window: tuple[int, int], strides: tuple[int, int], paddi
     return [xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] for i in range(kh) for j in range(kw)]
 
 
-def _plain_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: tuple[tuple[int, int], ...]) -> jax.Array:
-    return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC)
+def _xla_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: tuple[tuple[int, int], ...], depthwise: bool) -> jax.Array:
+    groups = x.shape[-1] if depthwise else 1
+    return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC, feature_group_count=groups)
 
 
-_conv = jax.custom_vjp(_plain_conv, nondiff_argnums=(2, 3))
+_conv = jax.custom_vjp(_xla_conv, nondiff_argnums=(2, 3, 4))
 
 
-def _conv_fwd(x, kernel, strides, padding):
-    return _conv(x, kernel, strides, padding), (x, kernel)
+def _conv_fwd(x, kernel, strides, padding, depthwise):
+    return _conv(x, kernel, strides, padding, depthwise), (x, kernel)
 
 
-def _conv_bwd(strides, padding, residuals, dy):
+def _conv_bwd(strides, padding, depthwise, residuals, dy):
     x, kernel = residuals
     kh, kw, cin, cout = kernel.shape
-    flat_dy = dy.reshape(-1, cout)
-    # dK[i, j] = (inputs under tap (i, j))^T dY: one (C, N*H'*W') x (N*H'*W', O) matrix product per tap.
-    dkernel = jnp.stack([t.reshape(-1, cin).T @ flat_dy for t in _taps(x, (kh, kw), strides, padding, dy.shape[1:3])])
-    _, x_vjp = jax.vjp(lambda v: _plain_conv(v, kernel, strides, padding), x)
+    taps = _taps(x, (kh, kw), strides, padding, dy.shape[1:3])
+    if depthwise:
+        # dK[i, j, 0, c*m + k] = sum over positions of x_tap[c] * dY[c*m + k]: one contraction of all taps.
+        channels = x.shape[-1]
+        grouped_dy = dy.reshape(dy.shape[:3] + (channels, cout // channels))
+        dkernel = jnp.einsum("nhwct,nhwcm->tcm", jnp.stack(taps, axis=-1), grouped_dy)
+    else:
+        # dK[i, j] = (inputs under tap (i, j))^T dY: one (C, N*H'*W') x (N*H'*W', O) matrix product per tap.
+        flat_dy = dy.reshape(-1, cout)
+        dkernel = jnp.stack([t.reshape(-1, cin).T @ flat_dy for t in taps])
+    # The input gradient through XLA's own transpose (for the stem it is unused and XLA removes it).
+    _, x_vjp = jax.vjp(lambda v: _xla_conv(v, kernel, strides, padding, depthwise), x)
     return x_vjp(dy)[0], dkernel.reshape(kernel.shape).astype(kernel.dtype)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
-
-
-def _grouped_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: tuple[tuple[int, int], ...]) -> jax.Array:
-    return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC, feature_group_count=x.shape[-1])
-
-
-_depthwise = jax.custom_vjp(_grouped_conv, nondiff_argnums=(2, 3))
-
-
-def _depthwise_fwd(x, kernel, strides, padding):
-    return _depthwise(x, kernel, strides, padding), (x, kernel)
-
-
-def _depthwise_bwd(strides, padding, residuals, dy):
-    x, kernel = residuals
-    kh, kw, _, out = kernel.shape
-    channels = x.shape[-1]
-    multiplier = out // channels
-    patches = jnp.stack(_taps(x, (kh, kw), strides, padding, dy.shape[1:3]), axis=-1)  # N, H', W', C, taps
-    grouped_dy = dy.reshape(dy.shape[:3] + (channels, multiplier))
-    dkernel = jnp.einsum("nhwct,nhwcm->tcm", patches, grouped_dy).reshape(kh, kw, 1, out)
-    # The input gradient (unused for images; XLA removes it then) through XLA's own transpose.
-    _, x_vjp = jax.vjp(lambda v: _grouped_conv(v, kernel, strides, padding), x)
-    return x_vjp(dy)[0], dkernel.astype(kernel.dtype)
-
-
-_depthwise.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 def matmul_friendly_conv(
@@ -107,10 +89,9 @@ def matmul_friendly_conv(
         pads = _explicit_padding(padding, lhs.shape[1:3], (kh, kw), strides)
         if (kh, kw) == (1, 1) and strides == (1, 1) and feature_group_count == 1 and pads == ((0, 0), (0, 0)):
             return jax.lax.dot_general(lhs, rhs[0, 0], (((3,), (0,)), ((), ())), precision=precision)
-        if feature_group_count == lhs.shape[-1] > 1 and rhs.shape[2] == 1:
-            return _depthwise(lhs, rhs, strides, pads)
-        if feature_group_count == 1:
-            return _conv(lhs, rhs, strides, pads)
+        depthwise = feature_group_count == lhs.shape[-1] > 1 and rhs.shape[2] == 1
+        if depthwise or feature_group_count == 1:
+            return _conv(lhs, rhs, strides, pads, depthwise)
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
         precision=precision, **kwargs,

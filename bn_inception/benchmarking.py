@@ -126,8 +126,10 @@ def measure_training(
         "xla_memory_bytes": compiled.memory_bytes,
     }
     if real_batches is not None:
+        device_batches = runner.prefetch(real_batches)
+
         def real_step():
-            holder[0], metrics = compiled.fn(holder[0], runner.shard_batch(next(real_batches)))
+            holder[0], metrics = compiled.fn(holder[0], next(device_batches))
             return metrics
 
         real_seconds = seconds_per_step(real_step, num_steps, warmup_steps)

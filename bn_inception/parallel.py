@@ -5,8 +5,9 @@ The trainer hands this module host batches and gets device arrays back; the mode
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.jax_utils
@@ -78,6 +79,16 @@ class Runner:
             return {k: v.reshape((n, v.shape[0] // n) + v.shape[1:]) for k, v in batch.items()}
         sharding = NamedSharding(self.mesh, P("data"))
         return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+    def prefetch(self, batches: Iterator[dict[str, np.ndarray]], size: int = 2) -> Iterator[dict[str, jax.Array]]:
+        """`shard_batch` of each host batch, `size` batches ahead: the transfer of the next batches to the
+        devices overlaps the running step (dispatch is asynchronous). Order and content are unchanged."""
+        queue: collections.deque = collections.deque()
+        for batch in batches:
+            queue.append(self.shard_batch(batch))
+            if len(queue) == size:
+                yield queue.popleft()
+        yield from queue
 
     def put_state(self, state: Any) -> Any:
         """Replicates a state on every device."""

@@ -249,6 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         train_iter = input_pipeline.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed)
     else:
         train_iter = input_pipeline.train_batches(train_source, cfg, local_batch, steps_per_epoch, start_step)
+    device_batches = runner.prefetch(train_iter)
 
     def eval_batches():
         if config.synthetic_data:
@@ -264,7 +265,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     try:
         with metric_writers.ensure_flushes(writer):
             while step < num_steps:
-                state, metrics = p_train(state, runner.shard_batch(next(train_iter)))
+                state, metrics = p_train(state, next(device_batches))
                 step += 1
                 pending.append((step, metrics))
                 report_progress(step)

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from bn_inception import events, optim, train
+from bn_inception import events, optim, parallel, train
 from configs import bn_x30
 from tests.fixtures import write_image_folder
 
@@ -195,3 +195,22 @@ def test_when_one_process_dies_the_other_stops_with_a_clear_error(image_folder, 
     assert processes[0].returncode != 0
     assert "stopped sending heartbeats" in stderr and "another task died" in stderr
     assert (tmp_path / "checkpoints" / "5").is_dir()
+
+
+def test_prefetch_keeps_order_and_content_and_runs_ahead():
+    runner = parallel.Runner.over_all_devices("jit")
+    pulled = []
+
+    def host_batches():
+        for i in range(5):
+            pulled.append(i)
+            yield {"image": np.full((8, 2), i, np.float32), "label": np.arange(8) + i}
+
+    device = runner.prefetch(host_batches(), size=2)
+    first = next(device)
+    assert pulled == [0, 1]  # the second batch is already on its way to the devices
+    got = [first] + list(device)
+    assert len(got) == 5
+    for i, batch in enumerate(got):
+        np.testing.assert_array_equal(np.asarray(batch["image"]), np.full((8, 2), i))
+        np.testing.assert_array_equal(np.asarray(batch["label"]), np.arange(8) + i)

@@ -50,7 +50,7 @@ def _table(results: dict) -> str:
     pct = lambda x: "n/a (no peak known for this device)" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     rows = [
         ("device", f"{results['device_count']} x {results['device_kind']}"),
-        ("config", f"{results['ablation']}, {results['image_size']}px, global batch {results['global_batch_size']}, {results['dtype']}"),
+        ("config", f"{results['ablation']}, {results['image_size']}px, global batch {results['global_batch_size']}, {results['dtype']}, lowering {results['lowering']}"),
         ("train compile time", f"{t['compile_seconds']:.1f} s"),
         ("train step time (synthetic)", f"{1e3 * t['step_seconds']:.1f} ms"),
         ("train images/s per device (synthetic)", f"{t['images_per_second_per_device']:,.1f}"),
@@ -95,6 +95,7 @@ def main(argv: list[str]) -> None:
         "global_batch_size": config.global_batch_size,
         "eval_batch_size": config.eval_batch_size,
         "dtype": config.dtype,
+        "lowering": train.create_model(config, None).lowering,
         "peak_tflops": peak,
         "train": benchmarking.measure_training(config, FLAGS.steps, FLAGS.warmup_steps, real_batches),
         "eval": benchmarking.measure_evaluation(config, FLAGS.steps, FLAGS.warmup_steps),

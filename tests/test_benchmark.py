@@ -25,7 +25,7 @@ def test_benchmark_writes_json_with_consistent_flops(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "BN overhead" in result.stdout and "input pipeline" in result.stdout
     r = json.loads(output.read_text())
-    assert r["device_count"] == 8 and r["global_batch_size"] == 32
+    assert r["device_count"] == 8 and r["global_batch_size"] == 32 and r["lowering"] == "cpu"
     train, evaluation, plain = r["train"], r["eval"], r["without_bn"]
     for measured in (train["images_per_second_per_device"], train["real_data_images_per_second_per_device"],
                      evaluation["images_per_second_per_device"], plain["images_per_second_per_device"],

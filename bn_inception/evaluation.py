@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from bn_inception import batch_norm, checkpointing, input_pipeline, optim, parallel, train
+from bn_inception import batch_norm, checkpointing, input_pipeline, optim, parallel, photometric, train
 
 
 @dataclasses.dataclass
@@ -59,7 +59,9 @@ def recalibrate(member: Member, num_batches: int) -> None:
     batches = input_pipeline.train_batches(source, cfg, config.global_batch_size, steps_per_epoch, start_step=0)
 
     def moments(variables, batch):
-        return member.model.apply(variables, batch["image"], train=False, use_batch_stats=True, mutable=[batch_norm.MOMENTS])[1]
+        return member.model.apply(
+            variables, photometric.model_inputs(batch), train=False, use_batch_stats=True, mutable=[batch_norm.MOMENTS]
+        )[1]
 
     member.variables["batch_stats"] = batch_norm.population_statistics(
         moments, member.variables, (next(batches) for _ in range(num_batches))
@@ -81,7 +83,7 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
     runner = parallel.Runner.over_all_devices()
 
     def probabilities(model, variables, images):
-        flat = images.reshape((-1,) + images.shape[-3:])
+        flat = photometric.to_unit_range(images.reshape((-1,) + images.shape[-3:]))
         probs = jax.nn.softmax(model.apply(variables, flat, train=False), axis=-1)
         return probs.reshape(images.shape[: images.ndim - 3] + probs.shape[-1:])
 

@@ -10,6 +10,7 @@ or not it was interrupted. Each process reads a disjoint share of every epoch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bn_inception import preprocessing
+from bn_inception import photometric, preprocessing
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg")
 
@@ -123,21 +124,20 @@ class InputConfig:
 def train_batches(
     source: Source, cfg: InputConfig, local_batch: int, steps_per_epoch: int, start_step: int
 ) -> Iterator[dict[str, np.ndarray]]:
-    """This process's training batches from global step `start_step` on, forever, epoch after epoch."""
+    """This process's training batches from global step `start_step` on, forever, epoch after epoch:
+    uint8 images (B, S, S, 3), their photometric parameters (B, 4) for `photometric.distort`, labels."""
     epoch, batch_in_epoch = divmod(start_step, steps_per_epoch)
     while True:
         ds = source.epoch(epoch, True).take(steps_per_epoch * local_batch).skip(batch_in_epoch * local_batch)
-        ds = ds.map(
-            lambda jpeg, label, index, e=epoch: {
-                "image": preprocessing.train_image(jpeg, cfg.image_size, cfg.distortion, (cfg.seed, e, index)),
-                "label": label,
-            },
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        ds = ds.map(functools.partial(_train_example, cfg=cfg, epoch=epoch), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         batches = tfds.as_numpy(ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
         yield from _naming_undecodable(batches, source, epoch, True, batch_in_epoch * local_batch, local_batch)
         epoch, batch_in_epoch = epoch + 1, 0
+
+
+def _train_example(jpeg: tf.Tensor, label: tf.Tensor, index: tf.Tensor, cfg: InputConfig, epoch: int) -> dict[str, tf.Tensor]:
+    image, parameters = preprocessing.train_image(jpeg, cfg.image_size, cfg.distortion, (cfg.seed, epoch, index))
+    return {"image": image, "photometric": parameters, "label": label}
 
 
 def _naming_undecodable(
@@ -175,8 +175,8 @@ def eval_batches(
 ) -> Iterator[dict[str, np.ndarray]]:
     """Every example of the split exactly once: padded to equal steps on all processes, `mask` 0 on padding.
 
-    `crops=1`: one central crop per image, images (B, S, S, 3); `crops=144`: GoogLeNet's 144 crops,
-    images (B, 144, S, S, 3).
+    `crops=1`: one central crop per image, uint8 images (B, S, S, 3); `crops=144`: GoogLeNet's 144 crops,
+    uint8 images (B, 144, S, S, 3).
     """
     if crops not in (1, 144):
         raise ValueError(f"crops={crops}; expected 1 or 144.")
@@ -197,21 +197,24 @@ def eval_batches(
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     padding = tf.data.Dataset.from_tensors(
-        {"image": tf.zeros(image_shape), "label": tf.constant(0, tf.int64), "mask": tf.constant(0.0)}
+        {"image": tf.zeros(image_shape, tf.uint8), "label": tf.constant(0, tf.int64), "mask": tf.constant(0.0)}
     ).repeat()
     ds = ds.concatenate(padding).take(num_steps * local_batch).batch(local_batch)
     return _naming_undecodable(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)), source, 0, False, 0, local_batch)
 
 
 def synthetic_batches(image_size: int, num_classes: int, local_batch: int, seed: int, mask: bool = False) -> Iterator[dict[str, np.ndarray]]:
-    """One fixed random batch, repeated forever (compute benchmarks: no input cost)."""
+    """One fixed random batch, repeated forever (compute benchmarks: no input cost). Training batches
+    (`mask=False`) carry identity photometric parameters, evaluation batches (`mask=True`) a mask."""
     rng = np.random.default_rng(seed)
     batch = {
-        "image": rng.uniform(-1, 1, size=(local_batch, image_size, image_size, 3)).astype(np.float32),
+        "image": rng.integers(0, 256, size=(local_batch, image_size, image_size, 3), dtype=np.uint8),
         "label": rng.integers(num_classes, size=local_batch),
     }
     if mask:
         batch["mask"] = np.ones(local_batch, np.float32)
+    else:
+        batch["photometric"] = np.tile(np.array(photometric.IDENTITY, np.float32), (local_batch, 1))
     while True:
         yield batch
 

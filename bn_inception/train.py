@@ -1,6 +1,7 @@
 """The training loop: data-parallel SGD on one host or many, with evaluation, checkpoints and TensorBoard.
 
-Knows about image classification batches ({"image", "label"}), not about any dataset in particular.
+Knows about image classification batches ({"image", "label"}: uint8 pixels, with "photometric" distortion
+parameters when training), not about any dataset in particular.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from bn_inception import checkpointing, config_checks, input_pipeline, models, optim, parallel
+from bn_inception import checkpointing, config_checks, input_pipeline, models, optim, parallel, photometric
 
 
 @flax.struct.dataclass
@@ -100,7 +101,7 @@ def train_step(
 
     def loss_fn(params):
         logits, updates = model.apply(
-            {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
+            {"params": params, "batch_stats": state.batch_stats}, photometric.model_inputs(batch), train=True,
             mutable=["batch_stats"], rngs={"dropout": rng},
         )
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
@@ -131,7 +132,7 @@ def eval_step(
 ) -> dict[str, jax.Array]:
     """Summed loss, top-1 and top-5 hits and example count over the unmasked examples of a batch."""
     params = state.ema_params if state.ema_params else state.params
-    logits = model.apply({"params": params, "batch_stats": state.batch_stats}, batch["image"], train=False)
+    logits = model.apply({"params": params, "batch_stats": state.batch_stats}, photometric.model_inputs(batch), train=False)
     mask = batch["mask"]
     top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
     sums = {

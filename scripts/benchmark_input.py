@@ -1,42 +1,62 @@
-"""Training-preprocessing throughput, in images per second on one CPU core.
+"""Training-input throughput: host preprocessing per CPU core, the whole pipeline, and the device's part.
 
   python scripts/benchmark_input.py [--images=../shared/data/imagenet_val_head] [--tfds_data_dir=DIR]
-      [--num_images=2000] [--image_size=224] [--output=input_benchmark.json]
+      [--num_images=2000] [--image_size=224] [--device_batch=256] [--output=input_benchmark.json]
 
-Rows: plain decode + central crop + resize (the reference), and our full training preprocessing
-(Inception crop decoding only the crop, flip, resize, photometric distortions) in both strengths; on the
-JPEG files of a folder and, with --tfds_data_dir, on a prepared tfds imagenet2012 train split.
+Host rows, on the JPEG files of a folder and, with --tfds_data_dir, on a prepared tfds imagenet2012 train
+split, each on one tf.data thread: two references (decode the whole JPEG + central crop + resize; decode
+only an Inception crop + resize) and our training preprocessing (Inception crop decoding only the crop,
+resize, flip, uint8, photometric parameters) in both distortion strengths. Throughput is given per second
+of wall time and per second of CPU time used by the process. With --tfds_data_dir, also the whole
+training pipeline (`input_pipeline.train_batches`: shuffling, parallel map, batching) on all cores.
+Device row: the photometric distortions that training applies on the accelerator (`photometric.distort`).
 """
 
 import json
 import pathlib
+import resource
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from bn_inception import preprocessing  # noqa: E402
+from bn_inception import input_pipeline, photometric, preprocessing  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("images", "../shared/data/imagenet_val_head", "Folder of JPEG files (searched recursively).")
 flags.DEFINE_string("tfds_data_dir", "", "tfds data_dir holding a prepared imagenet2012 (optional).")
 flags.DEFINE_integer("num_images", 2000, "Images timed per row (after 100 of warm-up).")
 flags.DEFINE_integer("image_size", 224, "Output size of the training crop.")
+flags.DEFINE_integer("device_batch", 256, "Batch size of the device row.")
 flags.DEFINE_string("output", "input_benchmark.json", "Where to write the JSON results.")
 
 
-def plain(jpeg: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+def central(jpeg: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
     """Reference: decode the whole JPEG, central crop, resize."""
     image = tf.io.decode_jpeg(jpeg, channels=3)
     return tf.image.resize(tf.image.central_crop(image, 0.875), (FLAGS.image_size, FLAGS.image_size))
 
 
+def inception_crop(jpeg: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+    """Reference: decode only a random Inception crop (the training crop's distribution), resize."""
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.image.extract_jpeg_shape(jpeg), tf.constant([0.0, 0.0, 1.0, 1.0], shape=(1, 1, 4)),
+        seed=tf.stack([tf.constant(0, tf.int64), index]), min_object_covered=0.1,
+        aspect_ratio_range=(3.0 / 4.0, 4.0 / 3.0), area_range=(0.08, 1.0), max_attempts=10,
+        use_image_if_no_bounding_boxes=True,
+    )
+    image = tf.io.decode_and_crop_jpeg(jpeg, tf.stack([begin[0], begin[1], size[0], size[1]]), channels=3)
+    return tf.image.resize(image, (FLAGS.image_size, FLAGS.image_size), antialias=False)
+
+
 def training(strength: str):
-    """Our training preprocessing with the given distortion strength."""
+    """Our host training preprocessing with the given distortion strength."""
     return lambda jpeg, index: preprocessing.train_image(jpeg, FLAGS.image_size, strength, (0, 0, index))
 
 
@@ -47,16 +67,54 @@ def one_core(ds: tf.data.Dataset) -> tf.data.Dataset:
     return ds.with_options(options)
 
 
-def images_per_second(jpegs: tf.data.Dataset, fn) -> float:
-    """Throughput of `fn` over `jpegs` (repeated) on one thread."""
-    ds = one_core(jpegs.repeat().enumerate().map(lambda i, jpeg: fn(jpeg, i)))
-    iterator = iter(ds)
-    for _ in range(100):
-        next(iterator)
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(iterator, count: int) -> dict[str, float]:
+    """Images per wall second and per CPU second of this process over `count` images of `iterator`
+    (which yields (number of images, anything))."""
+    done, wall, cpu = 0, time.perf_counter(), cpu_seconds()
+    while done < count:
+        done += next(iterator)[0]
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    return {"images_per_second": done / wall, "images_per_cpu_second": done / cpu, "cores_used": cpu / wall}
+
+
+def host_row(jpegs: tf.data.Dataset, fn) -> dict[str, float]:
+    """`fn` over `jpegs` (repeated) on one tf.data thread."""
+    iterator = (
+        (1, x) for x in one_core(jpegs.repeat().enumerate().map(lambda i, jpeg: fn(jpeg, i))).as_numpy_iterator()
+    )
+    timed(iterator, 100)
+    return timed(iterator, FLAGS.num_images)
+
+
+def pipeline_row(data_dir: str) -> dict[str, float]:
+    """The whole training pipeline (tfds imagenet2012, reduced distortions, batches of 64) on all cores."""
+    source = input_pipeline.tfds_source("imagenet2012", "train", data_dir, 0, 1, seed=0, shuffle_buffer=1024)
+    cfg = input_pipeline.InputConfig(FLAGS.image_size, eval_resize=256, distortion="reduced", seed=0)
+    batches = input_pipeline.train_batches(source, cfg, 64, source.num_examples // 64, start_step=0)
+    iterator = ((len(b["label"]), b) for b in batches)
+    timed(iterator, 128)
+    return timed(iterator, FLAGS.num_images)
+
+
+def device_row() -> dict[str, float]:
+    """`photometric.distort` of a uint8 batch on the first JAX device, results blocked on."""
+    rng = np.random.default_rng(0)
+    b, s = FLAGS.device_batch, FLAGS.image_size
+    images = jax.device_put(rng.integers(0, 256, (b, s, s, 3), dtype=np.uint8))
+    parameters = jax.device_put(np.tile(np.array(photometric.IDENTITY, np.float32), (b, 1)))
+    distort = jax.jit(photometric.distort)
+    distort(images, parameters).block_until_ready()
+    repeats = max(1, FLAGS.num_images // b)
     start = time.perf_counter()
-    for _ in range(FLAGS.num_images):
-        next(iterator)
-    return FLAGS.num_images / (time.perf_counter() - start)
+    for _ in range(repeats):
+        out = distort(images, parameters)
+    out.block_until_ready()
+    return {"images_per_second": repeats * b / (time.perf_counter() - start)}
 
 
 def main(argv: list[str]) -> None:
@@ -68,18 +126,29 @@ def main(argv: list[str]) -> None:
     sources = {f"{FLAGS.images} ({len(files)} files)": tf.data.Dataset.from_tensor_slices(files).map(tf.io.read_file).cache()}
     if FLAGS.tfds_data_dir:
         builder = tfds.builder("imagenet2012", data_dir=FLAGS.tfds_data_dir)
+        if not builder.is_prepared():
+            raise FileNotFoundError(f"--tfds_data_dir={FLAGS.tfds_data_dir} holds no prepared imagenet2012.")
         ds = builder.as_dataset(split="train", decoders={"image": tfds.decode.SkipDecoding()})
-        sources[f"tfds imagenet2012 train ({FLAGS.tfds_data_dir})"] = ds.map(lambda ex: ex["image"])
+        sources[f"tfds imagenet2012 train ({FLAGS.tfds_data_dir})"] = ds.map(lambda ex: ex["image"]).cache()
     rows = []
     for source_name, jpegs in sources.items():
-        for name, fn in (("decode + central crop + resize (reference)", plain),
-                         ("training: crop, flip, resize, no distortions", training("none")),
-                         ("training: googlenet distortions", training("googlenet")),
-                         ("training: reduced distortions (4.2.1)", training("reduced"))):
-            rows.append({"source": source_name, "pipeline": name, "images_per_second_per_core": images_per_second(jpegs, fn)})
+        for name, fn in (("reference: decode whole + central crop + resize", central),
+                         ("reference: decode Inception crop only + resize", inception_crop),
+                         ("training host part, googlenet distortions", training("googlenet")),
+                         ("training host part, reduced distortions (4.2.1)", training("reduced"))):
+            rows.append({"source": source_name, "pipeline": name, "threads": "1 tf.data thread"} | host_row(jpegs, fn))
+    if FLAGS.tfds_data_dir:
+        rows.append({"source": f"tfds imagenet2012 train ({FLAGS.tfds_data_dir})", "threads": "all cores",
+                     "pipeline": "training pipeline (train_batches, reduced)"} | pipeline_row(FLAGS.tfds_data_dir))
+    device = jax.devices()[0]
+    rows.append({"source": f"uint8 batch of {FLAGS.device_batch}", "threads": f"{device.platform}: {device.device_kind}",
+                 "pipeline": "device part: photometric.distort"} | device_row())
     width = max(len(r["pipeline"]) for r in rows)
+    print(f"{'source':44s}  {'pipeline':{width}s}  {'threads':18s}  {'img/s':>8s}  {'img/CPU-s':>9s}")
     for row in rows:
-        print(f"{row['source'][:48]:48s}  {row['pipeline']:{width}s}  {row['images_per_second_per_core']:8.0f} img/s")
+        per_cpu = f"{row['images_per_cpu_second']:9.0f}" if "images_per_cpu_second" in row else f"{'':9s}"
+        print(f"{row['source'][:44]:44s}  {row['pipeline']:{width}s}  {row['threads'][:18]:18s}  "
+              f"{row['images_per_second']:8.0f}  {per_cpu}")
     pathlib.Path(FLAGS.output).write_text(json.dumps(rows, indent=1))
 
 

@@ -31,9 +31,11 @@ def test_training_shares_are_disjoint_and_resume_mid_epoch(folder):
     indices = [{int(i) for _, _, i in share.epoch(1, True).as_numpy_iterator()} for share in shares]
     assert not indices[0] & indices[1] and len(indices[0] | indices[1]) == 40
     full = input_pipeline.train_batches(shares[0], CFG, 4, steps_per_epoch=5, start_step=0)
-    first_seven = [next(full)["image"] for _ in range(7)]
-    resumed = input_pipeline.train_batches(shares[0], CFG, 4, steps_per_epoch=5, start_step=5)
-    np.testing.assert_array_equal(next(resumed)["image"], first_seven[5])
+    first_seven = [next(full) for _ in range(7)]
+    assert first_seven[0]["image"].dtype == np.uint8 and first_seven[0]["photometric"].shape == (4, 4)
+    resumed = next(input_pipeline.train_batches(shares[0], CFG, 4, steps_per_epoch=5, start_step=5))
+    for key in ("image", "photometric", "label"):
+        np.testing.assert_array_equal(resumed[key], first_seven[5][key])
 
 
 def test_an_undecodable_image_is_named(folder, tmp_path):

@@ -31,38 +31,42 @@ def _seed(parts: tuple) -> tf.Tensor:
 
 
 def to_uint8(image: tf.Tensor) -> tf.Tensor:
-    """Float pixels in [0, 255] -> uint8, rounded (what the host sends to the devices)."""
-    return tf.saturate_cast(tf.round(image), tf.uint8)
+    """Float pixels in [0, 255] (bilinear resizes of uint8 images stay there) -> uint8, rounded half up."""
+    return tf.cast(image + 0.5, tf.uint8)
 
 
-def photometric_parameters(distortion: str, seed: tf.Tensor) -> tf.Tensor:
-    """The (4,) float32 parameters of `photometric.PARAMETERS` for one image: identity +- the ranges."""
-    strength = DISTORTIONS[distortion]
-    ranges = tf.constant([strength[name] for name in photometric.PARAMETERS], tf.float32)
-    return tf.constant(photometric.IDENTITY, tf.float32) + tf.random.stateless_uniform([4], seed, -1.0, 1.0) * ranges
-
-
-def train_image(jpeg: tf.Tensor, size: int, distortion: str, seed_parts: tuple) -> tuple[tf.Tensor, tf.Tensor]:
-    """Random-crop, resize and flip one training JPEG: uint8 (size, size, 3) and its (4,) photometric parameters."""
-    if distortion not in DISTORTIONS:
-        raise ValueError(f"distortion={distortion!r}; expected one of {sorted(DISTORTIONS)}.")
-    crop_seed, flip_seed, color_seed = tf.unstack(tf.random.experimental.stateless_split(_seed(seed_parts), 3))
-    shape = tf.image.extract_jpeg_shape(jpeg)
-    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        shape,
+def crop_window(jpeg: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """The Inception crop: [top, left, height, width] covering 8%-100% of the area, aspect ratio 3/4-4/3."""
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.image.extract_jpeg_shape(jpeg),
         bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=(1, 1, 4)),
-        seed=crop_seed,
+        seed=seed,
         min_object_covered=0.1,
         aspect_ratio_range=(3.0 / 4.0, 4.0 / 3.0),
         area_range=(0.08, 1.0),
         max_attempts=10,
         use_image_if_no_bounding_boxes=True,
     )
-    window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
-    image = tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
-    image = tf.image.resize(image, (size, size), antialias=False)  # float32 in [0, 255]
-    image = tf.image.stateless_random_flip_left_right(to_uint8(image), flip_seed)
-    return image, photometric_parameters(distortion, color_seed)
+    return tf.stack([begin[0], begin[1], size[0], size[1]])
+
+
+def train_image(jpeg: tf.Tensor, size: int, distortion: str, seed_parts: tuple) -> tuple[tf.Tensor, tf.Tensor]:
+    """Random-crop, resize and mirror one training JPEG: uint8 (size, size, 3), and its (4,) float32
+    photometric parameters (`photometric.PARAMETERS`: identity plus or minus the distortion's ranges).
+
+    Few TensorFlow ops on purpose: at 224x224 their fixed cost per op matters (one random draw gives the
+    mirror coin and the four parameters).
+    """
+    if distortion not in DISTORTIONS:
+        raise ValueError(f"distortion={distortion!r}; expected one of {sorted(DISTORTIONS)}.")
+    crop_seed, flip_and_color_seed = tf.unstack(tf.random.experimental.stateless_split(_seed(seed_parts), 2))
+    image = tf.io.decode_and_crop_jpeg(jpeg, crop_window(jpeg, crop_seed), channels=3)
+    image = to_uint8(tf.image.resize(image, (size, size), antialias=False))
+    strength = DISTORTIONS[distortion]
+    ranges = tf.constant([1.0] + [strength[name] for name in photometric.PARAMETERS], tf.float32)
+    draws = tf.random.stateless_uniform([5], flip_and_color_seed, -1.0, 1.0) * ranges
+    image = tf.cond(draws[0] < 0.0, lambda: tf.reverse(image, axis=[1]), lambda: image)
+    return image, tf.constant(photometric.IDENTITY, tf.float32) + draws[1:]
 
 
 def resize_shorter_side(image: tf.Tensor, shorter: int) -> tf.Tensor:

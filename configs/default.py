@@ -46,7 +46,7 @@ def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
     c.eval_resize = 256  # single crop: shorter side to 256, central 224 crop (GoogLeNet's protocol).
     c.synthetic_data = False  # choice: random images for compute benchmarks.
     c.shuffle_buffer = 16_384  # choice: example shuffle buffer of the tfds reader (encoded JPEGs).
-    c.distortion = "googlenet"  # photometric distortions: "googlenet" or "reduced" (section 4.2.1).
+    c.distortion = "googlenet"  # photometric distortions: "googlenet", "reduced" (section 4.2.1) or "none"; applied on the devices.
 
     # --- model (keys are BNInception's attributes) --------------------------------------------------
     c.model_name = "bn_inception"

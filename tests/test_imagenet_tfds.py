@@ -1,5 +1,7 @@
-"""tfds' real imagenet2012 builder on a toy copy of the manual files, read back by our pipeline."""
+"""tfds' real imagenet2012 builder on a toy copy of the manual files, read back by our pipeline and by the
+input benchmark."""
 
+import json
 import subprocess
 import sys
 
@@ -41,3 +43,14 @@ def test_toy_imagenet_builds_and_reads_back_with_the_right_labels(shared_data, t
     assert sorted(names[label] for label in labels) == expected
     evals = list(input_pipeline.eval_batches(eval_source, cfg, local_batch=16, process_count=1))
     assert sum(b["mask"].sum() for b in evals) == 100 and len(evals) == 7
+
+    benchmark = subprocess.run(
+        [sys.executable, "scripts/benchmark_input.py", f"--images={shared_data / 'imagenet_val_head'}",
+         f"--tfds_data_dir={tmp_path / 'tfds'}", "--num_images=40", "--image_size=64", "--device_batch=8",
+         f"--output={tmp_path / 'input.json'}"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert benchmark.returncode == 0, benchmark.stderr[-3000:]
+    rows = json.loads((tmp_path / "input.json").read_text())
+    assert [r["threads"] for r in rows].count("1 tf.data thread") == 8 and len(rows) == 10
+    assert all(r["images_per_second"] > 0 for r in rows) and "photometric.distort" in benchmark.stdout

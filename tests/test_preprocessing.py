@@ -39,6 +39,17 @@ def test_eval_image_is_the_rounded_central_crop(jpeg):
     decoded = tf.cast(tf.io.decode_jpeg(jpeg, channels=3), tf.float32)
     resized = tf.image.resize(decoded, (107, 80)).numpy()  # 120x90 -> shorter side 80
     top, left = (107 - 64) // 2, (80 - 64) // 2
-    expected = np.clip(np.round(resized[top : top + 64, left : left + 64]), 0, 255)
+    expected = np.floor(resized[top : top + 64, left : left + 64] + 0.5)
     assert image.dtype == tf.uint8
     np.testing.assert_array_equal(image.numpy(), expected.astype(np.uint8))
+
+
+def test_training_images_are_mirrored_about_half_the_time():
+    ramp = np.broadcast_to(np.linspace(0, 255, 160)[None, :, None], (100, 160, 3)).astype(np.uint8)
+    jpeg = tf.io.encode_jpeg(ramp, quality=100)
+    mirrored = 0
+    for index in range(60):
+        image = preprocessing.train_image(jpeg, 16, "none", (3, 0, index))[0].numpy().astype(int)
+        assert abs(image[:, 0].mean() - image[:, -1].mean()) > 5  # every crop keeps some of the ramp
+        mirrored += image[:, 0].mean() > image[:, -1].mean()
+    assert 15 <= mirrored <= 45

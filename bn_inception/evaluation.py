@@ -51,12 +51,18 @@ def load_member(workdir: str, step: int | None = None) -> Member:
 
 
 def recalibrate(member: Member, num_batches: int) -> None:
-    """Algorithm 2: replaces the moving averages by population statistics from `num_batches` training batches."""
+    """Algorithm 2: replaces the moving averages by population statistics from `num_batches` training
+    batches of the run's global batch size, each process reading its share, BN groups as in training."""
     config = member.config
-    source = input_pipeline.make_source(config, config.train_split, 0, 1, block=config.global_batch_size)
+    if config.global_batch_size % jax.device_count():
+        raise ValueError(f"{member.workdir}: global_batch_size={config.global_batch_size} does not split over the "
+                         f"{jax.device_count()} devices here; recalibrate on a device count that divides it.")
+    local_batch = config.global_batch_size // jax.process_count()
+    source = input_pipeline.make_source(config, config.train_split, jax.process_index(), jax.process_count(), local_batch)
     cfg = input_pipeline.InputConfig(config.image_size, config.eval_resize, config.distortion, config.seed)
     steps_per_epoch = source.num_examples // config.global_batch_size
-    batches = input_pipeline.train_batches(source, cfg, config.global_batch_size, steps_per_epoch, start_step=0)
+    batches = input_pipeline.train_batches(source, cfg, local_batch, steps_per_epoch, start_step=0)
+    runner = parallel.Runner.over_all_devices()
 
     def moments(variables, batch):
         return member.model.apply(
@@ -64,8 +70,14 @@ def recalibrate(member: Member, num_batches: int) -> None:
         )[1]
 
     member.variables["batch_stats"] = batch_norm.population_statistics(
-        moments, member.variables, (next(batches) for _ in range(num_batches))
+        moments, member.variables, (runner.shard_batch(next(batches)) for _ in range(num_batches))
     )
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Raises ValueError unless `batch_size` is a positive multiple of the device count."""
+    if batch_size < 1 or batch_size % jax.device_count():
+        raise ValueError(f"batch_size={batch_size} must be a positive multiple of the {jax.device_count()} devices.")
 
 
 def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dict[str, Any]:
@@ -75,8 +87,7 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
         if m.config.image_size != first.image_size or m.config.num_classes != first.num_classes:
             raise ValueError(f"{m.workdir} has image_size/num_classes {m.config.image_size}/{m.config.num_classes}, "
                              f"but {members[0].workdir} has {first.image_size}/{first.num_classes}: not one ensemble.")
-    if batch_size % jax.device_count():
-        raise ValueError(f"batch_size={batch_size} must be a multiple of the {jax.device_count()} devices.")
+    check_batch_size(batch_size)
     source = input_pipeline.make_source(first, first.eval_split, jax.process_index(), jax.process_count(),
                                         block=batch_size // jax.process_count(), limit=first.num_eval_examples)
     cfg = input_pipeline.InputConfig(first.image_size, first.eval_resize, first.distortion, first.seed)

@@ -4,7 +4,9 @@
       --output=results.json [--recalibrate_batches=K] [--step=N] [--batch_size=B]
 
 The config is read from each run's workdir (config.json); several workdirs form an ensemble that
-averages class probabilities. Every validation image counts exactly once whatever the batch size.
+averages class probabilities. Every validation image counts exactly once whatever the batch size. On a
+pod, run the same command on every host (multi-host flags as for training: `bn_inception/distributed.py`);
+each host reads its share of the images, and process 0 writes the JSON and prints the table.
 """
 
 import json
@@ -13,9 +15,10 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from bn_inception import evaluation  # noqa: E402
+from bn_inception import distributed, evaluation  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("workdir", None, "Run directory; repeat the flag for an ensemble.", required=True)
@@ -35,7 +38,12 @@ PAPER_FIGURE_4 = {
 
 def main(argv: list[str]) -> None:
     """Loads every run (failing fast on bad workdirs or checkpoints), evaluates, writes and prints."""
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    distributed.initialize_from_flags()
+    evaluation.check_batch_size(FLAGS.batch_size)
+    if FLAGS.recalibrate_batches < 0:
+        raise ValueError(f"--recalibrate_batches={FLAGS.recalibrate_batches}; expected 0 (off) or a positive number.")
     members = [evaluation.load_member(w, FLAGS.step) for w in FLAGS.workdir]
     if FLAGS.recalibrate_batches:
         for member in members:
@@ -43,6 +51,8 @@ def main(argv: list[str]) -> None:
     crops = int(FLAGS.crops)
     results = evaluation.evaluate_ensemble(members, crops, FLAGS.batch_size)
     results["recalibrate_batches"] = FLAGS.recalibrate_batches
+    if jax.process_index() > 0:
+        return
     pathlib.Path(FLAGS.output).write_text(json.dumps(results, indent=1))
     name, top1, top5 = PAPER_FIGURE_4[(crops, len(members) > 1)]
     print(f"{'':40s} {'top-1 error':>12s} {'top-5 error':>12s}")

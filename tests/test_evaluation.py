@@ -1,6 +1,7 @@
 """Evaluation: the 144-crop geometry, every image counted once, ensembles, recalibration, checkpoint checks."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -95,3 +96,35 @@ def test_evaluate_command_writes_json_and_refuses_mismatched_checkpoints(trained
     (broken / "config.json").write_text(json.dumps(config | {"model.width_multiplier": 0.25}))
     with pytest.raises(ValueError, match="does not match the model config"):
         evaluation.load_member(str(broken))
+
+
+def test_two_processes_of_four_devices_evaluate_like_one_of_eight(trained_run, tmp_path):
+    workdir, _ = trained_run
+    command = [sys.executable, "scripts/evaluate.py", f"--workdir={workdir}", "--crops=1", "--batch_size=16",
+               "--recalibrate_batches=2"]
+    single = subprocess.run(command + [f"--output={tmp_path / 'one.json'}"], cwd=REPO, env=_env(8),
+                            capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-3000:]
+    env = _env(4) | {"JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo"}
+    port = 20000 + (os.getpid() + 13) % 20000
+    processes = [
+        subprocess.Popen(command + [f"--output={tmp_path / 'two.json'}", f"--coordinator_address=127.0.0.1:{port}",
+                                    "--num_processes=2", f"--process_id={i}"],
+                         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for p, (_, stderr) in zip(processes, outputs):
+        assert p.returncode == 0, stderr[-3000:]
+    assert "paper: BN-Inception, single crop" in outputs[0][0] and "paper:" not in outputs[1][0]  # process 0 reports
+    one, two = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
+    assert one["num_examples"] == two["num_examples"] == 36
+    assert (one["top1_error"], one["top5_error"]) == pytest.approx((two["top1_error"], two["top5_error"]), abs=1e-9)
+
+
+def test_evaluate_command_refuses_a_bad_batch_size_before_loading(trained_run, tmp_path):
+    workdir, _ = trained_run
+    result = subprocess.run([sys.executable, "scripts/evaluate.py", f"--workdir={workdir}", "--batch_size=12",
+                             f"--output={tmp_path / 'r.json'}"], cwd=REPO, env=_env(8), capture_output=True, text=True)
+    assert result.returncode != 0 and "batch_size=12 must be a positive multiple of the 8 devices" in result.stderr
+    assert not (tmp_path / "r.json").exists()

@@ -8,7 +8,6 @@ program gives the FLOPs that the model FLOPs utilisation (MFU) divides by the de
 from __future__ import annotations
 
 import dataclasses
-import functools
 import resource
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from bn_inception import input_pipeline, optim, parallel, train
+from bn_inception import input_pipeline, parallel, train
 
 # Dense peak rates in TFLOP/s per device (vendor data sheets; SXM parts for GPUs). float32 is the
 # non-tensor-core rate; TPUs run float32 matmuls in bfloat16 passes by default, so both use the bf16 peak.
@@ -83,12 +82,9 @@ def seconds_per_step(step: Callable[[Any], Any], num_steps: int, warmup_steps: i
 
 
 def _train_setup(config: ml_collections.ConfigDict, runner: parallel.Runner):
-    model = train.create_model(config, runner.axis_name)
-    _, _, schedule = train.train_schedule(config, config.global_batch_size * 1000)
-    tx = optim.sgd_with_weight_decay(schedule, config.momentum, config.weight_decay)
-    p_train, p_eval = train.step_functions(config, runner, model, tx, schedule)
-    state = runner.put_state(jax.jit(functools.partial(train.initial_state, model, tx, config))())
-    return p_train, p_eval, state
+    built = train.setup(config, config.global_batch_size * 1000, runner.axis_name)
+    p_train, p_eval = train.step_functions(config, runner, built.model, built.tx, built.schedule)
+    return p_train, p_eval, runner.put_state(built.initial_state())
 
 
 def _synthetic(config: ml_collections.ConfigDict, batch: int, runner: parallel.Runner, mask: bool = False) -> dict[str, jax.Array]:

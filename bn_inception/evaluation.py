@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from bn_inception import batch_norm, checkpointing, input_pipeline, optim, parallel, photometric, train
+from bn_inception import batch_norm, checkpointing, input_pipeline, parallel, photometric, train
 
 
 @dataclasses.dataclass
@@ -31,10 +31,8 @@ def load_member(workdir: str, step: int | None = None) -> Member:
     config = checkpointing.load_workdir_config(pathlib.Path(workdir))
     if config.model_name != "bn_inception":
         raise ValueError(f"{workdir}: model_name={config.model_name!r}; evaluation handles bn_inception runs.")
-    model = train.create_model(config, bn_axis_name=None)
-    _, _, schedule = train.train_schedule(config, num_train_examples=config.global_batch_size)
-    tx = optim.sgd_with_weight_decay(schedule, config.momentum, config.weight_decay)
-    abstract = jax.eval_shape(functools.partial(train.initial_state, model, tx, config))
+    built = train.setup(config, num_train_examples=config.global_batch_size, bn_axis_name=None)
+    abstract = built.abstract_state()
     runner = parallel.Runner.over_all_devices()
     with checkpointing.create_manager(pathlib.Path(workdir) / "checkpoints", config.keep_checkpoints) as manager:
         steps = manager.all_steps()
@@ -47,7 +45,7 @@ def load_member(workdir: str, step: int | None = None) -> Member:
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runner.state_sharding), abstract)
         state = manager.restore(step, args=checkpointing.ocp.args.StandardRestore(target))
     params = state.ema_params if state.ema_params else state.params
-    return Member(workdir, step, config, model, {"params": params, "batch_stats": state.batch_stats})
+    return Member(workdir, step, config, built.model, {"params": params, "batch_stats": state.batch_stats})
 
 
 def recalibrate(member: Member, num_batches: int) -> None:

@@ -6,6 +6,7 @@ parameters when training), not about any dataset in particular.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
 import signal
@@ -42,8 +43,7 @@ def create_model(config: ml_collections.ConfigDict, bn_axis_name: str | None) ->
     if config.model_name != "bn_inception":
         raise ValueError(f"model_name={config.model_name!r}; this trainer expects 'bn_inception' (MNIST: configs/mnist.py).")
     model_args = {k: tuple(v) if isinstance(v, list) else v for k, v in config.model.items()}
-    if model_args.get("lowering", "auto") == "auto":
-        model_args["lowering"] = "cpu" if jax.default_backend() == "cpu" else "xla"
+    model_args["lowering"] = resolved_lowering(config)
     return models.BNInception(
         num_classes=config.num_classes,
         bn_group_size=config.bn_group_size or None,
@@ -51,6 +51,14 @@ def create_model(config: ml_collections.ConfigDict, bn_axis_name: str | None) ->
         dtype=jnp.dtype(config.dtype),
         **model_args,  # lists (from config.json) made tuples: modules must stay hashable
     )
+
+
+def resolved_lowering(config: ml_collections.ConfigDict) -> str:
+    """`config.model.lowering`, with "auto" resolved: "cpu" on a CPU backend, "xla" on accelerators."""
+    lowering = config.model.get("lowering", "auto")
+    if lowering == "auto":
+        return "cpu" if jax.default_backend() == "cpu" else "xla"
+    return lowering
 
 
 def train_schedule(config: ml_collections.ConfigDict, num_train_examples: int) -> tuple[int, int, optax.Schedule]:
@@ -83,6 +91,34 @@ def initial_state(model: nn.Module, tx: optax.GradientTransformation, config: ml
         opt_state=tx.init(params),
         ema_params=params if config.polyak_decay else {},
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a config trains, for a dataset size: network, optimiser, schedule and step counts."""
+
+    config: ml_collections.ConfigDict
+    model: nn.Module
+    tx: optax.GradientTransformation
+    schedule: optax.Schedule
+    steps_per_epoch: int
+    num_steps: int
+
+    def initial_state(self) -> TrainState:
+        """Fresh parameters from `config.seed` (compiled)."""
+        return jax.jit(functools.partial(initial_state, self.model, self.tx, self.config))()
+
+    def abstract_state(self) -> TrainState:
+        """Shapes and dtypes of the state, without computing it (restoring, checking checkpoints)."""
+        return jax.eval_shape(functools.partial(initial_state, self.model, self.tx, self.config))
+
+
+def setup(config: ml_collections.ConfigDict, num_train_examples: int, bn_axis_name: str | None) -> Setup:
+    """The config's network (`create_model`), schedule (`train_schedule`) and SGD optimiser."""
+    model = create_model(config, bn_axis_name)
+    steps_per_epoch, num_steps, schedule = train_schedule(config, num_train_examples)
+    tx = optim.sgd_with_weight_decay(schedule, config.momentum, config.weight_decay)
+    return Setup(config, model, tx, schedule, steps_per_epoch, num_steps)
 
 
 def train_step(
@@ -209,7 +245,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     workdir_path = pathlib.Path(workdir)
     runner = parallel.Runner.create(config)
     checkpointing.check_workdir_config(workdir_path, config)
-    model = create_model(config, runner.axis_name)
     cfg = input_pipeline.InputConfig(config.image_size, config.eval_resize, config.distortion, config.seed)
     local_batch = config.global_batch_size // jax.process_count()
     local_eval_batch = config.eval_batch_size // jax.process_count()
@@ -229,14 +264,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             raise ValueError(
                 f"num_classes={config.num_classes} but the training data has {train_source.num_classes} classes."
             )
-    steps_per_epoch, num_steps, schedule = train_schedule(config, num_train_examples)
-    tx = optim.sgd_with_weight_decay(schedule, config.momentum, config.weight_decay)
+    built = setup(config, num_train_examples, runner.axis_name)
+    steps_per_epoch, num_steps = built.steps_per_epoch, built.num_steps
 
-    abstract_state = jax.eval_shape(functools.partial(initial_state, model, tx, config))
     manager = checkpointing.create_manager(workdir_path / "checkpoints", config.keep_checkpoints)
-    state, start_step = checkpointing.restore_or_none(manager, abstract_state, runner)
+    state, start_step = checkpointing.restore_or_none(manager, built.abstract_state(), runner)
     if state is None:
-        state = runner.put_state(jax.jit(functools.partial(initial_state, model, tx, config))())
+        state = runner.put_state(built.initial_state())
         start_step = 0
     checkpointing.save_workdir_config(workdir_path, config)
     logging.info("Training %s for %d steps (%d per epoch), starting at step %d.", config.ablation, num_steps, steps_per_epoch, start_step)
@@ -244,7 +278,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
     if start_step == 0:
         writer.write_hparams({k: v for k, v in flax.traverse_util.flatten_dict(config.to_dict(), sep=".").items() if isinstance(v, (int, float, str, bool))})
-    p_train, p_eval = step_functions(config, runner, model, tx, schedule)
+    p_train, p_eval = step_functions(config, runner, built.model, built.tx, built.schedule)
 
     if config.synthetic_data:
         train_iter = input_pipeline.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed)

@@ -95,7 +95,7 @@ def main(argv: list[str]) -> None:
         "global_batch_size": config.global_batch_size,
         "eval_batch_size": config.eval_batch_size,
         "dtype": config.dtype,
-        "lowering": train.create_model(config, None).lowering,
+        "lowering": train.resolved_lowering(config),
         "peak_tflops": peak,
         "train": benchmarking.measure_training(config, FLAGS.steps, FLAGS.warmup_steps, real_batches),
         "eval": benchmarking.measure_evaluation(config, FLAGS.steps, FLAGS.warmup_steps),

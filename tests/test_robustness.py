@@ -1,6 +1,5 @@
 """Never lose a run: exact resume, corrupt checkpoints, non-finite steps, and bad input refused up front."""
 
-import functools
 import pathlib
 import shutil
 import subprocess
@@ -10,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from bn_inception import checkpointing, events, optim, parallel, train
+from bn_inception import checkpointing, events, parallel, train
 from tests.fixtures import write_image_folder
 from tests.test_train import REPO, _env, tiny_config
 
@@ -56,10 +55,7 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(image_folder, finis
 
 def _abstract_state(config):
     runner = parallel.Runner.create(config)
-    model = train.create_model(config, runner.axis_name)
-    _, _, schedule = train.train_schedule(config, 128)
-    tx = optim.sgd_with_weight_decay(schedule, config.momentum, config.weight_decay)
-    return jax.eval_shape(functools.partial(train.initial_state, model, tx, config)), runner
+    return train.setup(config, 128, runner.axis_name).abstract_state(), runner
 
 
 def test_truncated_latest_checkpoint_falls_back_to_the_one_before(image_folder, finished_run, tmp_path):

@@ -83,7 +83,7 @@ def seconds_per_step(step: Callable[[Any], Any], num_steps: int, warmup_steps: i
 
 def _train_setup(config: ml_collections.ConfigDict, runner: parallel.Runner):
     built = train.setup(config, config.global_batch_size * 1000, runner.axis_name)
-    p_train, p_eval = train.step_functions(config, runner, built.model, built.tx, built.schedule)
+    p_train, p_eval = train.step_functions(built, runner)
     return p_train, p_eval, runner.put_state(built.initial_state())
 
 

@@ -192,20 +192,18 @@ def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], state: TrainState, ba
     return {f"eval/{k}": v / count for k, v in totals.items()} | {"eval/num_examples": count}
 
 
-def step_functions(
-    config: ml_collections.ConfigDict, runner: parallel.Runner, model: nn.Module,
-    tx: optax.GradientTransformation, schedule: optax.Schedule,
-) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """The config's training step (donating the state) and evaluation step, compiled by `runner`."""
+def step_functions(built: Setup, runner: parallel.Runner) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The training step (donating the state) and evaluation step of a setup, compiled by `runner`."""
+    config = built.config
     p_train = runner.compile_step(
         functools.partial(
-            train_step, model=model, tx=tx, schedule=schedule, dropout_key=jax.random.key(config.seed + 1),
-            polyak_decay=config.polyak_decay, axis_name=runner.axis_name,
-            skip_nonfinite=config.skip_nonfinite_steps,
+            train_step, model=built.model, tx=built.tx, schedule=built.schedule,
+            dropout_key=jax.random.key(config.seed + 1), polyak_decay=config.polyak_decay,
+            axis_name=runner.axis_name, skip_nonfinite=config.skip_nonfinite_steps,
         ),
         donate_state=True,
     )
-    p_eval = runner.compile_step(functools.partial(eval_step, model=model, axis_name=runner.axis_name))
+    p_eval = runner.compile_step(functools.partial(eval_step, model=built.model, axis_name=runner.axis_name))
     return p_train, p_eval
 
 
@@ -278,7 +276,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
     if start_step == 0:
         writer.write_hparams({k: v for k, v in flax.traverse_util.flatten_dict(config.to_dict(), sep=".").items() if isinstance(v, (int, float, str, bool))})
-    p_train, p_eval = step_functions(config, runner, built.model, built.tx, built.schedule)
+    p_train, p_eval = step_functions(built, runner)
 
     if config.synthetic_data:
         train_iter = input_pipeline.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed)

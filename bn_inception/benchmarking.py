@@ -81,27 +81,36 @@ def seconds_per_step(step: Callable[[Any], Any], num_steps: int, warmup_steps: i
     return (time.perf_counter() - start) / num_steps
 
 
-def _train_setup(config: ml_collections.ConfigDict, runner: parallel.Runner):
-    built = train.setup(config, config.global_batch_size * 1000, runner.axis_name)
-    p_train, p_eval = train.step_functions(built, runner)
-    return p_train, p_eval, runner.put_state(built.initial_state())
-
-
 def _synthetic(config: ml_collections.ConfigDict, batch: int, runner: parallel.Runner, mask: bool = False) -> dict[str, jax.Array]:
     host = next(input_pipeline.synthetic_batches(config.image_size, config.num_classes, batch, config.seed, mask=mask))
     return runner.shard_batch(host)
 
 
-def measure_training(
+def measure(
     config: ml_collections.ConfigDict, num_steps: int, warmup_steps: int,
-    real_batches: Iterator[dict[str, np.ndarray]] | None = None,
+    real_batches: Iterator[dict[str, np.ndarray]] | None = None, evaluation: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """{"train": ..., "eval": ...}: the config's training step and (with `evaluation`) evaluation step,
+    built and initialised once. See `_training` and `_evaluation` for what each holds."""
+    runner = parallel.Runner.create(config)
+    built = train.setup(config, config.global_batch_size * 1000, runner.axis_name)
+    p_train, p_eval = train.step_functions(built, runner)
+    state = runner.put_state(built.initial_state())
+    results = {}
+    if evaluation:  # first: training donates (consumes) the state
+        results["eval"] = _evaluation(config, runner, p_eval, state, num_steps, warmup_steps)
+    results["train"] = _training(config, runner, p_train, state, num_steps, warmup_steps, real_batches)
+    return results
+
+
+def _training(
+    config: ml_collections.ConfigDict, runner: parallel.Runner, p_train: Callable[..., Any], state: Any,
+    num_steps: int, warmup_steps: int, real_batches: Iterator[dict[str, np.ndarray]] | None,
 ) -> dict[str, Any]:
-    """Compile time, step time, images/s per device, FLOPs and memory of the config's training step.
+    """Compile time, step time, images/s per device, FLOPs and memory of the training step.
 
     With `real_batches` (this process's batches), also the step time when every step waits for the input.
     """
-    runner = parallel.Runner.create(config)
-    p_train, _, state = _train_setup(config, runner)
     local_batch = config.global_batch_size // jax.process_count()
     batch = _synthetic(config, local_batch, runner)
     compiled = compile_step(p_train, state, batch)
@@ -134,10 +143,11 @@ def measure_training(
     return result
 
 
-def measure_evaluation(config: ml_collections.ConfigDict, num_steps: int, warmup_steps: int) -> dict[str, Any]:
+def _evaluation(
+    config: ml_collections.ConfigDict, runner: parallel.Runner, p_eval: Callable[..., Any], state: Any,
+    num_steps: int, warmup_steps: int,
+) -> dict[str, Any]:
     """Compile time, images/s per device and FLOPs of the evaluation step at `config.eval_batch_size`."""
-    runner = parallel.Runner.create(config)
-    _, p_eval, state = _train_setup(config, runner)
     batch = _synthetic(config, config.eval_batch_size // jax.process_count(), runner, mask=True)
     compiled = compile_step(p_eval, state, batch)
     step_seconds = seconds_per_step(lambda: compiled.fn(state, batch), num_steps, warmup_steps)

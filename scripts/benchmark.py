@@ -97,12 +97,10 @@ def main(argv: list[str]) -> None:
         "dtype": config.dtype,
         "lowering": train.resolved_lowering(config),
         "peak_tflops": peak,
-        "train": benchmarking.measure_training(config, FLAGS.steps, FLAGS.warmup_steps, real_batches),
-        "eval": benchmarking.measure_evaluation(config, FLAGS.steps, FLAGS.warmup_steps),
-    }
+    } | benchmarking.measure(config, FLAGS.steps, FLAGS.warmup_steps, real_batches)
     results["mfu"] = benchmarking.utilisation(results["train"]["flops_per_step_per_device"], results["train"]["step_seconds"], peak)
     if FLAGS.bn_overhead and config.model.use_bn:
-        plain = benchmarking.measure_training(benchmarking.without_bn(config), FLAGS.steps, FLAGS.warmup_steps)
+        plain = benchmarking.measure(benchmarking.without_bn(config), FLAGS.steps, FLAGS.warmup_steps, evaluation=False)["train"]
         results["without_bn"] = plain
         results["bn_overhead"] = results["train"]["step_seconds"] / plain["step_seconds"] - 1.0
     results["memory"] = benchmarking.peak_memory_bytes()

@@ -55,11 +55,7 @@ def recalibrate(member: Member, num_batches: int) -> None:
     if config.global_batch_size % jax.device_count():
         raise ValueError(f"{member.workdir}: global_batch_size={config.global_batch_size} does not split over the "
                          f"{jax.device_count()} devices here; recalibrate on a device count that divides it.")
-    local_batch = config.global_batch_size // jax.process_count()
-    source = input_pipeline.make_source(config, config.train_split, jax.process_index(), jax.process_count(), local_batch)
-    cfg = input_pipeline.InputConfig(config.image_size, config.eval_resize, config.distortion, config.seed)
-    steps_per_epoch = source.num_examples // config.global_batch_size
-    batches = input_pipeline.train_batches(source, cfg, local_batch, steps_per_epoch, start_step=0)
+    batches = train.config_train_batches(config)
     runner = parallel.Runner.over_all_devices()
 
     def moments(variables, batch):
@@ -88,7 +84,7 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
     check_batch_size(batch_size)
     source = input_pipeline.make_source(first, first.eval_split, jax.process_index(), jax.process_count(),
                                         block=batch_size // jax.process_count(), limit=first.num_eval_examples)
-    cfg = input_pipeline.InputConfig(first.image_size, first.eval_resize, first.distortion, first.seed)
+    cfg = input_pipeline.InputConfig.from_config(first)
     runner = parallel.Runner.over_all_devices()
 
     def probabilities(model, variables, images):

@@ -120,6 +120,11 @@ class InputConfig:
     distortion: str
     seed: int
 
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict) -> "InputConfig":
+        """The experiment config's image size, evaluation resize, distortion strength and seed."""
+        return cls(config.image_size, config.eval_resize, config.distortion, config.seed)
+
 
 def train_batches(
     source: Source, cfg: InputConfig, local_batch: int, steps_per_epoch: int, start_step: int

@@ -79,6 +79,16 @@ def train_schedule(config: ml_collections.ConfigDict, num_train_examples: int) -
     return steps_per_epoch, num_steps, schedule
 
 
+def config_train_batches(config: ml_collections.ConfigDict, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """This process's training batches of the config's data from `start_step` on (its share of each
+    global batch): what recalibration and benchmarks read."""
+    local_batch = config.global_batch_size // jax.process_count()
+    source = input_pipeline.make_source(config, config.train_split, jax.process_index(), jax.process_count(), local_batch)
+    steps_per_epoch, _, _ = train_schedule(config, source.num_examples)
+    cfg = input_pipeline.InputConfig.from_config(config)
+    return input_pipeline.train_batches(source, cfg, local_batch, steps_per_epoch, start_step)
+
+
 def initial_state(model: nn.Module, tx: optax.GradientTransformation, config: ml_collections.ConfigDict) -> TrainState:
     """Fresh parameters from `config.seed`, zero optimiser state."""
     images = jnp.zeros((1, config.image_size, config.image_size, 3))
@@ -243,7 +253,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     workdir_path = pathlib.Path(workdir)
     runner = parallel.Runner.create(config)
     checkpointing.check_workdir_config(workdir_path, config)
-    cfg = input_pipeline.InputConfig(config.image_size, config.eval_resize, config.distortion, config.seed)
+    cfg = input_pipeline.InputConfig.from_config(config)
     local_batch = config.global_batch_size // jax.process_count()
     local_eval_batch = config.eval_batch_size // jax.process_count()
 

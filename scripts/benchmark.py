@@ -22,7 +22,7 @@ import jax  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from bn_inception import benchmarking, config_checks, input_pipeline, train  # noqa: E402
+from bn_inception import benchmarking, config_checks, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
@@ -33,15 +33,6 @@ flags.DEFINE_bool("real_data", True, "Also time training fed by the config's inp
 flags.DEFINE_bool("bn_overhead", True, "Also time the same network without BN.")
 flags.DEFINE_float("peak_tflops", None, "Device peak in TFLOP/s for MFU (default: the table, by device kind).")
 flags.DEFINE_string("output", "benchmark.json", "Where to write the JSON results.")
-
-
-def _real_batches(config):
-    """This process's training batches from the config's data (checked before any compilation)."""
-    local_batch = config.global_batch_size // jax.process_count()
-    source = input_pipeline.make_source(config, config.train_split, jax.process_index(), jax.process_count(), local_batch)
-    steps_per_epoch, _, _ = train.train_schedule(config, source.num_examples)
-    cfg = input_pipeline.InputConfig(config.image_size, config.eval_resize, config.distortion, config.seed)
-    return input_pipeline.train_batches(source, cfg, local_batch, steps_per_epoch, 0)
 
 
 def _table(results: dict) -> str:
@@ -80,7 +71,7 @@ def main(argv: list[str]) -> None:
     config = FLAGS.config
     config_checks.validate(config)
     real = FLAGS.real_data and not config.synthetic_data
-    real_batches = _real_batches(config) if real else None
+    real_batches = train.config_train_batches(config) if real else None  # the data is checked here, before compiling
     device = jax.devices()[0]
     peak = FLAGS.peak_tflops or benchmarking.peak_tflops(device.device_kind, config.dtype)
 

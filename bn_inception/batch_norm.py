@@ -143,11 +143,11 @@ def population_statistics(
 
     With the weights frozen, runs `apply_fn(variables, batch)` on each batch, where `apply_fn` must call
     the model so that BN uses mini-batch statistics and returns the sown moments, e.g.
-    `lambda v, x: model.apply(v, x, train=False, use_batch_stats=True, mutable=[MOMENTS])[1]`.
+    `jax.jit(lambda v, x: model.apply(v, x, train=False, use_batch_stats=True, mutable=[MOMENTS])[1])`
+    (called as given: compile it, under jit or pmap, before passing it).
     Returns a `batch_stats` tree with E[x] = E_B[mu_B] and the unbiased Var[x] = m/(m-1) E_B[sigma2_B],
     to be used in place of the moving averages: `{**variables, 'batch_stats': result}`.
     """
-    apply_fn = jax.jit(apply_fn)
     sums, num_batches = None, 0
     for batch in batches:
         moments = apply_fn(variables, batch)[MOMENTS]

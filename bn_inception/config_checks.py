@@ -37,6 +37,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints", "num_classes"):
         _require(config[key] >= 1, f"{key}={config[key]} must be >= 1.")
     _require(config.bn_group_size >= 0, f"bn_group_size={config.bn_group_size} must be >= 0 (0: whole batch).")
+    _require(
+        config.eval_recalibrate_batches >= 0,
+        f"eval_recalibrate_batches={config.eval_recalibrate_batches} must be >= 0 (0: moving averages).",
+    )
     _require(config.num_eval_examples >= 0, f"num_eval_examples={config.num_eval_examples} must be >= 0 (0: all).")
     _require(config.distortion in DISTORTIONS, f"distortion={config.distortion!r}; expected one of {sorted(DISTORTIONS)}.")
     _require(config.dtype in DTYPES, f"dtype={config.dtype!r}; expected one of {DTYPES}.")

@@ -58,6 +58,7 @@ def recalibrate(member: Member, num_batches: int) -> None:
     batches = train.config_train_batches(config)
     runner = parallel.Runner.over_all_devices()
 
+    @jax.jit
     def moments(variables, batch):
         return member.model.apply(
             variables, photometric.model_inputs(batch), train=False, use_batch_stats=True, mutable=[batch_norm.MOMENTS]

@@ -24,7 +24,7 @@ import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from bn_inception import checkpointing, config_checks, input_pipeline, models, optim, parallel, photometric
+from bn_inception import batch_norm, checkpointing, config_checks, input_pipeline, models, optim, parallel, photometric
 
 
 @flax.struct.dataclass
@@ -192,6 +192,30 @@ def eval_step(
     return sums
 
 
+def moments_step(
+    state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module, axis_name: str | None
+) -> dict[str, Any]:
+    """Algorithm 2's per-batch moments: every BN layer's mini-batch mean and variance (BN groups as in
+    training) with the evaluated weights frozen, as `{batch_norm.MOMENTS: tree}`."""
+    params = state.ema_params if state.ema_params else state.params
+    _, sown = model.apply(
+        {"params": params, "batch_stats": state.batch_stats}, photometric.model_inputs(batch), train=False,
+        use_batch_stats=True, mutable=[batch_norm.MOMENTS],
+    )
+    if axis_name is not None:
+        sown = jax.lax.pmean(sown, axis_name)  # each device's groups are as many: their mean is the mean
+    return sown
+
+
+def recalibrated(
+    moments_fn: Callable[..., Any], state: TrainState, batches: Iterator[dict[str, jax.Array]]
+) -> TrainState:
+    """`state` with its BN moving averages replaced by Algorithm 2's population statistics over `batches`
+    (device batches), computed by `moments_fn` (a compiled `moments_step`)."""
+    population = batch_norm.population_statistics(lambda s, b: moments_fn(s, b), state, batches)
+    return state.replace(batch_stats=population)
+
+
 def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], state: TrainState, batches: Iterator[dict[str, np.ndarray]], runner: parallel.Runner) -> dict[str, float]:
     """Mean eval metrics over every unmasked example the batches hold."""
     totals: dict[str, float] = {}
@@ -203,7 +227,8 @@ def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], state: TrainState, ba
 
 
 def step_functions(built: Setup, runner: parallel.Runner) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """The training step (donating the state) and evaluation step of a setup, compiled by `runner`."""
+    """The training step (donating the state) and evaluation step of a setup, compiled by `runner`
+    (`runner.compile_step(functools.partial(moments_step, ...))` gives Algorithm 2's step)."""
     config = built.config
     p_train = runner.compile_step(
         functools.partial(
@@ -294,6 +319,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         train_iter = input_pipeline.train_batches(train_source, cfg, local_batch, steps_per_epoch, start_step)
     device_batches = runner.prefetch(train_iter)
 
+    recalibrate = config.eval_recalibrate_batches > 0 and bool(jax.tree.leaves(state.batch_stats))
+    p_moments = runner.compile_step(functools.partial(moments_step, model=built.model, axis_name=runner.axis_name))
+
+    def recalibration_batches(at_step: int) -> Iterator[dict[str, jax.Array]]:
+        """The K training batches that follow `at_step` (deterministic, so resuming gives the same)."""
+        if config.synthetic_data:
+            batches = input_pipeline.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed)
+        else:
+            batches = input_pipeline.train_batches(train_source, cfg, local_batch, steps_per_epoch, at_step)
+        return (runner.shard_batch(next(batches)) for _ in range(config.eval_recalibrate_batches))
+
+    def run_evaluation(at_step: int) -> dict[str, float]:
+        """eval/*: with Algorithm 2's statistics when configured (and then also eval_moving_average/*)."""
+        moving = evaluate(p_eval, state, eval_batches(), runner)
+        if not recalibrate:
+            return moving
+        population_state = recalibrated(p_moments, state, recalibration_batches(at_step))
+        result = evaluate(p_eval, population_state, eval_batches(), runner)
+        return result | {k.replace("eval/", "eval_moving_average/", 1): v for k, v in moving.items()}
+
     def eval_batches():
         if config.synthetic_data:
             return (b for b, _ in zip(input_pipeline.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed, mask=True), range(2)))
@@ -324,8 +369,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 metrics_for_checkpoint = None
                 if step % config.eval_every_steps == 0 or step == num_steps:
                     with report_progress.timed("eval"):
-                        eval_metrics = evaluate(p_eval, state, eval_batches(), runner)
-                    writer.write_scalars(step, {k: v for k, v in eval_metrics.items() if k != "eval/num_examples"})
+                        eval_metrics = run_evaluation(step)
+                    writer.write_scalars(step, {k: v for k, v in eval_metrics.items() if not k.endswith("/num_examples")})
                     metrics_for_checkpoint = eval_metrics
                 if save or step == num_steps:
                     checkpointing.save(manager, step, runner.get_state(state), metrics_for_checkpoint)

@@ -6,7 +6,7 @@ from configs import inception
 
 
 def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
-    """The Inception baseline with sigmoid nonlinearities and BN-x5's learning rate."""
+    """The Inception baseline (its learning rate, 0.0015) with sigmoid nonlinearities."""
     c = inception.get_config(arg_string)
     c.ablation = "inception_sigmoid"
     c.model.activation = "sigmoid"  # the control of section 4.2.1.

@@ -1,0 +1,17 @@
+"""Learning-rate control (section 3.3): the no-BN Inception at BN-x30's initial learning rate, 0.045.
+
+Everything else is Inception's (dropout, LRN, weight decay, schedule and budget): with BN-x30 beside it,
+it shows whether BN is what lets the network train at this rate. Not a run of the paper.
+"""
+
+import ml_collections
+
+from configs import inception
+
+
+def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
+    """Inception with base_learning_rate 0.045 (BN-x30's, paper's Figure 3 table)."""
+    c = inception.get_config(arg_string)
+    c.ablation = "inception_x30"
+    c.base_learning_rate = 0.045  # BN-x30's; 30x Inception's 0.0015.
+    return c

@@ -1,0 +1,159 @@
+"""The reduced-scale Figure 3 protocol on Imagenette: every ablation and seed, one after another, then the report.
+
+  python scripts/run_mini_ablation.py [--runs=runs/mini_ablation] [--data_dir=../shared/data/imagenette]
+      [--only=inception,bn_x30] [--max_seeds=N] [--dry_run]
+
+Trains `configs/<ablation>.py:imagenette` with `--config.seed=S` into RUNS/<ablation>/seed<S> (budgets, schedule
+and evaluation: the protocol rules in configs/default.py), seed 0 of every ablation first, then seed 1, then
+the third seed of `inception` and `bn_x30`. Each run's own output goes to its `train.log`; the console gets a
+line when a run starts and ends, with the ETA of the whole protocol. Re-running the same command continues:
+finished runs are skipped, an interrupted one resumes from its last checkpoint. A run stopped by a non-finite
+loss is recorded as diverged (`diverged.txt` in its workdir) and not retried. At the end (or with what exists
+so far) `scripts/compare_ablations.py` writes Figures 2 and 3 to RUNS/report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bn_inception import events  # noqa: E402
+
+ABLATIONS = ("inception", "bn_x30", "bn_x5", "bn_baseline", "inception_x30", "inception_x5", "bn_x5_sigmoid",
+             "inception_sigmoid")
+# Seeds per ablation (issue 12): at least 2, and 3 for the baseline and the paper's best network.
+SEEDS = {a: 3 if a in ("inception", "bn_x30") else 2 for a in ABLATIONS}
+DIVERGED = "diverged.txt"
+NONFINITE = re.compile(r"Non-finite loss or gradient at step (\d+)")
+PRIOR_SECONDS_PER_STEP = 0.15  # 2-core CPU, 2026-11-26; replaced by this invocation's measurement.
+
+
+def plan(only: list[str], max_seeds: int) -> list[tuple[str, int]]:
+    """(ablation, seed) in running order: seed 0 of every ablation, then seed 1, then seed 2."""
+    chosen = [a for a in ABLATIONS if not only or a in only]
+    rounds = range(max(SEEDS.values()) if max_seeds <= 0 else max_seeds)
+    return [(a, s) for s in rounds for a in chosen if s < SEEDS[a]]
+
+
+def budget(ablation: str) -> int:
+    """The run's training steps under the protocol (its `:imagenette` config)."""
+    return importlib.import_module(f"configs.{ablation}").get_config("imagenette").num_train_steps
+
+
+def saved_step(workdir: pathlib.Path) -> int:
+    """The newest checkpoint's step (0 without one)."""
+    steps = [int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit()]
+    return max(steps, default=0)
+
+
+def best_accuracy(workdir: pathlib.Path) -> str:
+    """'61.2% at step 1350' from the run's events, or 'no evaluation yet'."""
+    curve = events.read_scalars(workdir).get("eval/top1_accuracy", [])
+    if not curve:
+        return "no evaluation yet"
+    step, accuracy = max(curve, key=lambda p: (p[1], -p[0]))
+    return f"best eval top-1 {100 * accuracy:.1f}% at step {step}"
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(round(seconds / 60))
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+class _Child:
+    """The running training process; SIGTERM to this script is passed on (the run saves and exits 0)."""
+
+    process: subprocess.Popen | None = None
+    stop = False
+
+    @classmethod
+    def forward(cls, signum, frame) -> None:
+        cls.stop = True
+        if cls.process is not None:
+            cls.process.send_signal(signal.SIGTERM)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status (1 if a run failed other than by diverging)."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=pathlib.Path, default=pathlib.Path("runs/mini_ablation"))
+    parser.add_argument("--data_dir", type=pathlib.Path, default=ROOT.parent / "shared" / "data" / "imagenette")
+    parser.add_argument("--only", default="", help="comma-separated ablations (default: all of them)")
+    parser.add_argument("--max_seeds", type=int, default=0, help="run seeds 0..N-1 at most (default: the protocol's)")
+    parser.add_argument("--dry_run", action="store_true", help="print the plan and what is done, run nothing")
+    args = parser.parse_args(argv)
+    only = [a for a in args.only.split(",") if a]
+    unknown = sorted(set(only) - set(ABLATIONS))
+    if unknown:
+        parser.error(f"--only={args.only}: unknown ablations {unknown}; expected some of {', '.join(ABLATIONS)}")
+    if not (args.data_dir / "train").is_dir():
+        parser.error(f"--data_dir={args.data_dir}: no train/ folder there (expected Imagenette as ImageFolder)")
+    runs = [(a, s, args.runs / a / f"seed{s}", budget(a)) for a, s in plan(only, args.max_seeds)]
+    signal.signal(signal.SIGTERM, _Child.forward)
+
+    seconds_per_step = PRIOR_SECONDS_PER_STEP
+    trained_steps, trained_seconds, failed = 0, 0.0, []
+    for i, (ablation, seed, workdir, steps) in enumerate(runs, 1):
+        name = f"[{i:2d}/{len(runs)}] {ablation} seed {seed}"
+        if (workdir / DIVERGED).exists():
+            print(f"{name}: diverged earlier ({(workdir / DIVERGED).read_text().strip()})", flush=True)
+            continue
+        start = saved_step(workdir)
+        if start >= steps:
+            print(f"{name}: finished earlier, {best_accuracy(workdir)}", flush=True)
+            continue
+        left = sum(max(0, n - saved_step(w)) for a, _, w, n in runs[i - 1:] if not (w / DIVERGED).exists())
+        print(f"{name}: steps {start} -> {steps}; protocol ETA {_duration(left * seconds_per_step)} "
+              f"(log: {workdir / 'train.log'})", flush=True)
+        if args.dry_run:
+            continue
+        workdir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "bn_inception.main", f"--config=configs/{ablation}.py:imagenette",
+                   f"--workdir={workdir.resolve()}", f"--config.data_dir={args.data_dir.resolve()}",
+                   f"--config.seed={seed}"]
+        began = time.time()
+        with open(workdir / "train.log", "a") as log:
+            log.write(f"\n$ {' '.join(command)}\n")
+            log.flush()
+            _Child.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            returncode = _Child.process.wait()
+            _Child.process = None
+        wall = time.time() - began
+        done = saved_step(workdir)
+        if done > start:
+            trained_steps, trained_seconds = trained_steps + done - start, trained_seconds + wall
+            seconds_per_step = trained_seconds / trained_steps
+        diverged = NONFINITE.findall((workdir / "train.log").read_text()[-20_000:]) if returncode else []
+        if diverged:
+            (workdir / DIVERGED).write_text(f"non-finite loss or gradient at step {diverged[-1]}\n")
+            print(f"{name}: diverged at step {diverged[-1]} after {_duration(wall)}; {best_accuracy(workdir)}", flush=True)
+        elif returncode or (done < steps and not _Child.stop):
+            failed.append(f"{ablation} seed {seed} (exit status {returncode}, see {workdir / 'train.log'})")
+            print(f"{name}: FAILED with exit status {returncode}; see {workdir / 'train.log'}", flush=True)
+        else:
+            print(f"{name}: {'stopped' if _Child.stop else 'done'} at step {done} in {_duration(wall)}, "
+                  f"{best_accuracy(workdir)}", flush=True)
+        if _Child.stop:
+            print("Stopped by SIGTERM; run the same command to continue.", flush=True)
+            return 0
+
+    present = [str(w) for _, _, w, _ in runs if (w / "config.json").exists()]
+    if present and not args.dry_run:
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_ablations.py"), *present,
+                        f"--output={args.runs / 'report'}"], check=False)
+    if failed:
+        print("Failed runs: " + "; ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,9 +3,17 @@
   python scripts/compare_ablations.py RUN_DIR [RUN_DIR ...] --output=OUT
 
 Reads the TensorBoard events of finished or running runs. A run is labelled by the `ablation` in its
-`config.json`, or by its folder name when the folder holds only event files; the run labelled
-`inception` is the baseline. Steps are also given in the paper's unit, steps of 32 examples
+`config.json`, or by its folder name when the folder holds only event files; runs of the same label (seeds)
+form one group, and the group labelled `inception` is the baseline. Figure 3's rule, applied per seed: the
+threshold is the Inception baseline's maximum validation top-1 (the mean of its seeds' maxima), and a run's
+"steps to the threshold" is the first evaluated step at or above it. Groups report the mean and range over
+their seeds (the mean over the seeds that reached the threshold, and how many did); the speed-up is the
+baseline's mean steps over the group's. Steps are also given in the paper's unit, steps of 32 examples
 (step * global_batch_size / 32; 32 is assumed for runs without a config).
+
+Writes OUT/figure2.png (mean curve per group with its min-max band over seeds), OUT/figure3.md and
+OUT/figure3.csv (one row per group), OUT/figure3_runs.csv (one row per run) and OUT/curves.csv (every
+evaluation of every run, enough to redraw Figure 2).
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import argparse
 import csv
 import json
 import pathlib
+import statistics
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -21,7 +30,11 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from bn_inception import events  # noqa: E402
 
 TAG = "eval/top1_accuracy"
+MOVING_AVERAGE_TAG = "eval_moving_average/top1_accuracy"
+TOP5_TAG = "eval/top5_accuracy"
 BASELINE = "inception"
+DIVERGED = "diverged.txt"  # written by scripts/run_mini_ablation.py for a run stopped by a non-finite loss
+PLATEAU_FRACTION, PLATEAU_POINTS = 0.2, 0.5  # the protocol's plateau rule (configs/default.py)
 # Paper, Figure 3: steps (of 32 examples) to reach Inception's 72.2%, and the best accuracy.
 PAPER = {
     "inception": (31.0e6, 0.722),
@@ -33,99 +46,210 @@ PAPER = {
 
 
 def load_run(run_dir: pathlib.Path) -> dict:
-    """{"label", "batch", "curve": [(step, accuracy)]} for one run directory."""
+    """{"label", "seed", "dir", "batch", "scale", "diverged", "curve", "curve_moving_average", "curve_top5"}."""
     config_path = run_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     label = config.get("ablation", run_dir.name)
     if "ensemble_member" in config:
         label = f"{label}_{config['ensemble_member']}"
-    curve = events.read_scalars(run_dir).get(TAG, [])
-    return {"label": label, "dir": str(run_dir), "batch": config.get("global_batch_size", 32), "curve": curve}
+    scalars = events.read_scalars(run_dir)
+    scale = None
+    if config.get("dataset") and config.get("dataset") != "imagenet2012":
+        scale = (f"{config['dataset']}, {config.get('num_classes')} classes, {config.get('image_size')}px, "
+                 f"width x{config.get('model', {}).get('width_multiplier', 1.0):g}")
+    diverged = run_dir / DIVERGED
+    return {
+        "label": label, "seed": config.get("seed"), "dir": str(run_dir), "batch": config.get("global_batch_size", 32),
+        "scale": scale, "diverged": diverged.read_text().strip() if diverged.exists() else None,
+        "curve": scalars.get(TAG, []), "curve_moving_average": scalars.get(MOVING_AVERAGE_TAG, []),
+        "curve_top5": scalars.get(TOP5_TAG, []),
+    }
 
 
-def figure3_rows(runs: list[dict]) -> tuple[list[dict], list[str]]:
-    """One row per run with steps to the baseline's best accuracy, best accuracy and speed-up; plus notes."""
+def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
+    """Runs by label, in order of first appearance."""
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(run["label"], []).append(run)
+    return groups
+
+
+def _best(curve: list[tuple[int, float]]) -> tuple[int, float]:
+    """(step, accuracy) of the maximum, the earliest step on ties."""
+    return max(curve, key=lambda point: (point[1], -point[0]))
+
+
+def steps_to(curve: list[tuple[int, float]], threshold: float) -> int | None:
+    """The first evaluated step whose accuracy is at or above `threshold` (None if never)."""
+    return next((s for s, a in curve if a >= threshold), None)
+
+
+def plateau_gain(curve: list[tuple[int, float]]) -> float:
+    """Points of top-1 (x100) the run gained in its last 20% of steps: its maximum minus its maximum up to
+    80% of its last evaluated step (the protocol's rule for a baseline that has plateaued: < 0.5)."""
+    last = curve[-1][0]
+    early = [a for s, a in curve if s <= (1 - PLATEAU_FRACTION) * last]
+    return 100 * (_best(curve)[1] - max(early)) if early else float("nan")
+
+
+def _stats(values: list[float]) -> tuple[float | None, float | None, float | None]:
+    return (statistics.fmean(values), min(values), max(values)) if values else (None, None, None)
+
+
+def figure3_rows(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
+    """(one row per group, one row per run, notes) of Figure 3 under the rule in the module docstring."""
     notes = []
-    baseline = next((r for r in runs if r["label"] == BASELINE and r["curve"]), None)
-    threshold = max(a for _, a in baseline["curve"]) if baseline else None
-    if baseline is None:
+    groups = group_runs(runs)
+    baseline = [r for r in groups.get(BASELINE, []) if r["curve"]]
+    threshold = statistics.fmean(_best(r["curve"])[1] for r in baseline) if baseline else None
+    if threshold is None:
         notes.append(f"No run labelled '{BASELINE}' with {TAG}: steps to the baseline's accuracy and speed-ups "
                      "cannot be computed.")
+    else:
+        notes.append(f"Threshold: Inception's maximum validation top-1, {100 * threshold:.2f}% (mean of "
+                     f"{len(baseline)} seed{'s' * (len(baseline) > 1)}' maxima).")
+        gains = [plateau_gain(r["curve"]) for r in baseline]
+        met = statistics.fmean(gains) < PLATEAU_POINTS
+        notes.append(f"Plateau check: Inception gained {statistics.fmean(gains):.2f} points in the last "
+                     f"{PLATEAU_FRACTION:.0%} of its steps (mean over seeds; per seed "
+                     f"{', '.join(f'{g:.2f}' for g in gains)}): the rule (< {PLATEAU_POINTS}) is "
+                     f"{'met' if met else 'NOT met: its maximum and the speed-ups against it are provisional'}.")
 
-    def steps_to(run):
-        return next((s for s, a in run["curve"] if a >= threshold), None) if threshold is not None else None
-
-    baseline_steps = steps_to(baseline) * baseline["batch"] / 32 if baseline else None
-    rows = []
+    run_rows = []
     for run in runs:
-        row = {"run": run["label"], "dir": run["dir"]}
-        paper_steps, paper_best = PAPER.get(run["label"], (None, None))
-        row["paper_steps_to_72.2"] = paper_steps
-        row["paper_max_accuracy"] = paper_best
+        row = {"run": run["label"], "seed": run["seed"], "dir": run["dir"], "diverged": run["diverged"] or ""}
         if not run["curve"]:
             notes.append(f"{run['label']} ({run['dir']}): no {TAG} events yet.")
-            rows.append(row)
-            continue
-        best_step, best = max(run["curve"], key=lambda point: (point[1], -point[0]))
-        row.update(max_accuracy=best, step_of_max=best_step, paper_steps_of_max=best_step * run["batch"] / 32)
-        reached = steps_to(run)
-        if threshold is not None and reached is None:
-            notes.append(f"{run['label']} never reached the baseline's best accuracy {threshold:.4f}.")
-        if reached is not None:
-            paper_reached = reached * run["batch"] / 32
-            row.update({"steps_to_baseline_best": reached, "paper_steps_to_baseline_best": paper_reached,
-                        "speedup": baseline_steps / paper_reached})
+        else:
+            best_step, best = _best(run["curve"])
+            row.update(max_accuracy=best, step_of_max=best_step, last_step=run["curve"][-1][0])
+            reached = steps_to(run["curve"], threshold) if threshold is not None else None
+            if reached is not None:
+                row.update(steps_to_baseline_best=reached, paper_steps_to_baseline_best=reached * run["batch"] / 32)
+        run_rows.append(row)
+
+    baseline_steps = _stats([r["paper_steps_to_baseline_best"] for r in run_rows
+                             if r["run"] == BASELINE and "paper_steps_to_baseline_best" in r])[0]
+    rows = []
+    for label, members in groups.items():
+        mine = [r for r in run_rows if r["run"] == label]
+        evaluated = [r for r in mine if "max_accuracy" in r]
+        reached = [r for r in mine if "steps_to_baseline_best" in r]
+        paper_steps, paper_best = PAPER.get(label, (None, None))
+        row = {"run": label, "seeds": len(mine), "reached": f"{len(reached)}/{len(mine)}",
+               "diverged": f"{sum(bool(r['diverged']) for r in mine)}/{len(mine)}",
+               "paper_steps_to_72.2": paper_steps, "paper_max_accuracy": paper_best,
+               "scale": next((r["scale"] for r in members if r["scale"]), "ImageNet")}
+        for key in ("steps_to_baseline_best", "paper_steps_to_baseline_best", "max_accuracy", "step_of_max"):
+            row[key], row[key + "_min"], row[key + "_max"] = _stats([r[key] for r in (reached if "baseline" in key else evaluated)])
+        if row["paper_steps_to_baseline_best"] and baseline_steps:
+            row["speedup"] = baseline_steps / row["paper_steps_to_baseline_best"]
+        if threshold is not None and evaluated and len(reached) < len(mine):
+            notes.append(f"{label}: {len(mine) - len(reached)} of {len(mine)} seeds never reached the baseline's "
+                         f"best accuracy {threshold:.4f}.")
+        for r in mine:
+            if r["diverged"]:
+                notes.append(f"{label} seed {r['seed']}: diverged ({r['diverged']}).")
         rows.append(row)
-    return rows, notes
+    return rows, run_rows, notes
 
 
-COLUMNS = ["run", "steps_to_baseline_best", "paper_steps_to_baseline_best", "speedup", "max_accuracy", "step_of_max",
-           "paper_steps_to_72.2", "paper_max_accuracy", "dir"]
+GROUP_COLUMNS = ["run", "seeds", "steps_to_baseline_best", "steps_to_baseline_best_min", "steps_to_baseline_best_max",
+                 "paper_steps_to_baseline_best", "reached", "speedup", "max_accuracy", "max_accuracy_min",
+                 "max_accuracy_max", "step_of_max", "diverged", "paper_steps_to_72.2", "paper_max_accuracy", "scale"]
+RUN_COLUMNS = ["run", "seed", "steps_to_baseline_best", "paper_steps_to_baseline_best", "max_accuracy", "step_of_max",
+               "last_step", "diverged", "dir"]
 
 
-def _fmt(value) -> str:
-    if value is None:
+def _fmt(value, percent: bool = False) -> str:
+    if value is None or value == "":
         return "-"
-    if isinstance(value, float) and value < 1:
-        return f"{100 * value:.2f}%"
+    if percent:
+        return f"{100 * value:.1f}%"
     if isinstance(value, float) and value >= 1e5:
         return f"{value:.3g}"
     if isinstance(value, float):
-        return f"{value:.2f}"
+        return f"{value:,.0f}" if value >= 100 or value.is_integer() else f"{value:.1f}"
     return str(value)
 
 
+def _range(row: dict, key: str, percent: bool = False) -> str:
+    if row.get(key) is None:
+        return "-"
+    if row["seeds"] == 1 or row[key + "_min"] == row[key + "_max"]:
+        return _fmt(row[key], percent)
+    return f"{_fmt(row[key], percent)} ({_fmt(row[key + '_min'], percent)}-{_fmt(row[key + '_max'], percent)})"
+
+
+def markdown_table(rows: list[dict], notes: list[str]) -> str:
+    """Figure 3 as a markdown table beside the paper's numbers, then the notes."""
+    header = ["run", "seeds", "steps to Inception's max: mean (range)", "seeds that reached it", "speed-up",
+              "max accuracy: mean (range)", "at step (mean)", "diverged", "paper: steps to 72.2%", "paper: max accuracy"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row["run"], str(row["seeds"]), _range(row, "steps_to_baseline_best"), row["reached"],
+                 f"{row['speedup']:.1f}x" if row.get("speedup") else "-", _range(row, "max_accuracy", True),
+                 _fmt(row.get("step_of_max")), row["diverged"], _fmt(row["paper_steps_to_72.2"]),
+                 _fmt(row["paper_max_accuracy"], True)]
+        lines.append("| " + " | ".join(cells) + " |")
+    scales = sorted({row["scale"] for row in rows})
+    caveat = []
+    if scales != ["ImageNet"]:
+        caveat = ["", f"Reduced scale ({'; '.join(scales)}): the paper's columns are ImageNet's, for the shape of "
+                      "the result, not for its numbers."]
+    return "\n".join(lines + caveat + [""] + [f"- {note}" for note in notes]) + "\n"
+
+
 def write_outputs(runs: list[dict], output: pathlib.Path) -> list[dict]:
-    """Writes figure2.png, figure3.md and figure3.csv to `output`; returns the rows."""
+    """Writes figure2.png, figure3.md/.csv, figure3_runs.csv and curves.csv to `output`; returns the group rows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     output.mkdir(parents=True, exist_ok=True)
-    rows, notes = figure3_rows(runs)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for run in runs:
-        if run["curve"]:
-            steps, accuracy = zip(*run["curve"])
-            ax.plot([s * run["batch"] / 32 for s in steps], accuracy, label=run["label"])
-    ax.set(xlabel="training steps of 32 examples", ylabel="validation top-1 accuracy", title="Figure 2")
-    ax.legend()
+    rows, run_rows, notes = figure3_rows(runs)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, members in group_runs(runs).items():
+        by_step: dict[float, list[float]] = {}
+        for run in members:
+            for step, accuracy in run["curve"]:
+                by_step.setdefault(step * run["batch"] / 32, []).append(accuracy)
+        if not by_step:
+            continue
+        steps = sorted(by_step)
+        line, = ax.plot(steps, [statistics.fmean(by_step[s]) for s in steps],
+                        label=f"{label} ({len(members)} seed{'s' * (len(members) > 1)})")
+        if len(members) > 1:
+            ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+    threshold_notes = [n for n in notes if n.startswith("Threshold")]
+    if threshold_notes:
+        threshold = statistics.fmean(_best(r["curve"])[1] for r in runs if r["label"] == BASELINE and r["curve"])
+        ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="Inception's max (threshold)")
+    scales = sorted({r["scale"] or "ImageNet" for r in runs})
+    ax.set(xlabel="training steps of 32 examples", ylabel="validation top-1 accuracy (single crop)",
+           title=f"Figure 2: mean over seeds, band = min-max ({'; '.join(scales)})")
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(output / "figure2.png", dpi=110)
     plt.close(fig)
 
-    with open(output / "figure3.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    header = ["run", "steps to baseline's best", "(paper units)", "speed-up", "max accuracy", "at step",
-              "paper: steps to 72.2%", "paper: max accuracy"]
-    lines = ["# Figure 3", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in COLUMNS[:-1]) + " |")
-    lines += [""] + [f"- {note}" for note in notes]
-    (output / "figure3.md").write_text("\n".join(lines) + "\n")
+    for name, columns, table in (("figure3.csv", GROUP_COLUMNS, rows), ("figure3_runs.csv", RUN_COLUMNS, run_rows)):
+        with open(output / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(table)
+    with open(output / "curves.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "seed", "step", "paper_step", "top1", "top5", "top1_moving_average"])
+        for run in runs:
+            top5, moving = dict(run["curve_top5"]), dict(run["curve_moving_average"])
+            for step, accuracy in run["curve"]:
+                writer.writerow([run["label"], run["seed"], step, step * run["batch"] // 32, f"{accuracy:.6f}",
+                                 f"{top5[step]:.6f}" if step in top5 else "",
+                                 f"{moving[step]:.6f}" if step in moving else ""])
+    (output / "figure3.md").write_text("# Figure 3\n\n" + markdown_table(rows, notes))
     return rows
 
 
@@ -140,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"run directories not found: {', '.join(missing)}")
     write_outputs([load_run(d) for d in args.run_dirs], args.output)
     print((args.output / "figure3.md").read_text())
+    print(f"Figures and tables written to {args.output}/ (figure2.png, figure3.md, figure3.csv, figure3_runs.csv, "
+          "curves.csv).")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,18 @@ sys.path.insert(0, str(REPO / "scripts"))
 import compare_ablations  # noqa: E402
 
 
-def write_run(folder, curve, ablation=None, batch=32):
+def write_run(folder, curve, ablation=None, batch=32, seed=0, moving_average=None):
     folder.mkdir(parents=True)
     if ablation:
-        (folder / "config.json").write_text(json.dumps({"ablation": ablation, "global_batch_size": batch}))
+        config = {"ablation": ablation, "global_batch_size": batch, "seed": seed, "dataset": "imagenette",
+                  "num_classes": 10, "image_size": 64, "model": {"width_multiplier": 0.25}}
+        (folder / "config.json").write_text(json.dumps(config))
     writer = metric_writers.create_default_writer(str(folder), asynchronous=False)
     for step, accuracy in curve:
-        writer.write_scalars(step, {"eval/top1_accuracy": accuracy, "train/loss": 1.0})
+        scalars = {"eval/top1_accuracy": accuracy, "eval/top5_accuracy": 1.0, "train/loss": 1.0}
+        if moving_average is not None:
+            scalars["eval_moving_average/top1_accuracy"] = moving_average
+        writer.write_scalars(step, scalars)
     writer.close()
     return folder
 
@@ -49,7 +54,45 @@ def test_known_curves_give_known_table(tmp_path):
     assert float(rows["bn_x30"]["paper_steps_to_72.2"]) == 2.7e6
     assert rows["sigmoid_only_events"]["speedup"] == ""
     table = (tmp_path / "out" / "figure3.md").read_text()
-    assert "sigmoid_only_events never reached the baseline's best accuracy 0.6000" in table
+    assert "sigmoid_only_events: 1 of 1 seeds never reached the baseline's best accuracy 0.6000" in table
+    assert "Reduced scale (ImageNet; imagenette, 10 classes, 64px, width x0.25)" in table
+    assert (tmp_path / "out" / "figure2.png").stat().st_size > 5_000
+
+
+def test_seeds_are_grouped_into_means_ranges_and_per_seed_steps(tmp_path):
+    runs = [
+        # Inception's maxima 0.6 and 0.8: the threshold is their mean, 0.7; seed 0 never reaches it.
+        write_run(tmp_path / "i0", [(100, 0.3), (200, 0.6)], "inception", seed=0),
+        write_run(tmp_path / "i1", [(100, 0.5), (200, 0.72), (300, 0.8)], "inception", seed=1, moving_average=0.25),
+        # batch 64 (2 paper steps a step): reach 0.7 at steps 50 and 100 -> 100 and 200 paper steps.
+        write_run(tmp_path / "x0", [(50, 0.72), (100, 0.71)], "bn_x30", batch=64, seed=0),
+        write_run(tmp_path / "x1", [(50, 0.5), (100, 0.75)], "bn_x30", batch=64, seed=1),
+        write_run(tmp_path / "c0", [(100, 0.1)], "inception_x30", seed=0),
+    ]
+    (tmp_path / "c0" / "diverged.txt").write_text("non-finite loss or gradient at step 120\n")
+    loaded = [compare_ablations.load_run(r) for r in runs]
+    rows = {r["run"]: r for r in compare_ablations.write_outputs(loaded, tmp_path / "out")}
+    assert list(rows) == ["inception", "bn_x30", "inception_x30"]
+    assert rows["inception"]["reached"] == "1/2" and rows["inception"]["paper_steps_to_baseline_best"] == 200
+    x30 = rows["bn_x30"]
+    assert (x30["steps_to_baseline_best"], x30["steps_to_baseline_best_min"], x30["steps_to_baseline_best_max"]) == (75, 50, 100)
+    assert x30["paper_steps_to_baseline_best"] == 150 and x30["speedup"] == pytest.approx(200 / 150)
+    assert x30["max_accuracy"] == pytest.approx(0.735) and x30["max_accuracy_min"] == pytest.approx(0.72)
+    assert x30["max_accuracy_max"] == pytest.approx(0.75) and x30["reached"] == "2/2" and x30["seeds"] == 2
+    assert rows["inception_x30"]["diverged"] == "1/1" and rows["inception_x30"]["reached"] == "0/1"
+    per_run = {(r["run"], r["seed"]): r for r in csv.DictReader(open(tmp_path / "out" / "figure3_runs.csv"))}
+    assert per_run[("bn_x30", "1")]["steps_to_baseline_best"] == "100"
+    assert per_run[("inception", "0")]["steps_to_baseline_best"] == ""
+    table = (tmp_path / "out" / "figure3.md").read_text()
+    assert "| bn_x30 | 2 | 75 (50-100) | 2/2 | 1.3x | 73.5% (72.0%-75.0%) |" in table
+    assert "Threshold: Inception's maximum validation top-1, 70.00% (mean of 2 seeds' maxima)" in table
+    # Plateau rule: gains in the last 20% of steps are 30 (0.6 - 0.3) and 8 (0.8 - 0.72) points.
+    assert "gained 19.00 points" in table and "per seed 30.00, 8.00" in table and "NOT met" in table
+    assert "inception_x30 seed 0: diverged (non-finite loss or gradient at step 120)" in table
+    curves = list(csv.DictReader(open(tmp_path / "out" / "curves.csv")))
+    assert len(curves) == 2 + 3 + 2 + 2 + 1
+    assert curves[2] == {"run": "inception", "seed": "1", "step": "100", "paper_step": "100", "top1": "0.500000",
+                         "top5": "1.000000", "top1_moving_average": "0.250000"}
     assert (tmp_path / "out" / "figure2.png").stat().st_size > 5_000
 
 

@@ -5,11 +5,12 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_inception import evaluation, preprocessing, train
+from bn_inception import batch_norm, evaluation, photometric, preprocessing, train
 from tests.fixtures import write_image_folder
 from tests.test_train import REPO, _env, tiny_config
 
@@ -48,7 +49,8 @@ def test_144_crop_geometry(shape):
 def trained_run(tmp_path_factory):
     data = write_image_folder(tmp_path_factory.mktemp("images"), {"train": 16, "val": 9})
     workdir = tmp_path_factory.mktemp("run")
-    config = tiny_config(data, num_train_steps=4, eval_every_steps=4, checkpoint_every_steps=4, log_every_steps=4)
+    config = tiny_config(data, num_train_steps=4, eval_every_steps=4, checkpoint_every_steps=4, log_every_steps=4,
+                         eval_recalibrate_batches=2)
     final = train.train_and_evaluate(config, str(workdir))
     return workdir, final
 
@@ -58,8 +60,26 @@ def test_single_network_matches_training_eval_and_counts_each_image_once(trained
     member = evaluation.load_member(str(workdir))
     results = evaluation.evaluate_ensemble([member], crops=1, batch_size=16)  # 16 does not divide 36
     assert results["num_examples"] == 36
-    assert results["top1_error"] == pytest.approx(1 - final["eval/top1_accuracy"], abs=1e-6)
+    assert results["top1_error"] == pytest.approx(1 - final["eval_moving_average/top1_accuracy"], abs=1e-6)
     assert results["checkpoints"] == [{"workdir": str(workdir), "step": 4}]
+
+
+def test_recalibrated_training_eval_equals_an_explicit_algorithm_2_call(trained_run):
+    # eval/* of a run with eval_recalibrate_batches=2 is the network with Algorithm 2's statistics from the two
+    # training batches after the evaluated step, computed here on one device with the whole-batch statistics
+    # of the tiny config, outside the trainer.
+    workdir, final = trained_run
+    member = evaluation.load_member(str(workdir))
+    batches = train.config_train_batches(member.config, start_step=4)
+    moments = jax.jit(lambda v, b: member.model.apply(
+        v, photometric.model_inputs(b), train=False, use_batch_stats=True, mutable=[batch_norm.MOMENTS])[1])
+    member.variables["batch_stats"] = batch_norm.population_statistics(
+        moments, member.variables, [next(batches) for _ in range(2)])
+    results = evaluation.evaluate_ensemble([member], crops=1, batch_size=16)
+    assert results["top1_error"] == pytest.approx(1 - final["eval/top1_accuracy"], abs=1e-6)
+    assert results["top5_error"] == pytest.approx(1 - final["eval/top5_accuracy"], abs=1e-6)
+    # and the moving averages (momentum 0.9 after 4 steps) are far from the population statistics
+    assert abs(final["eval/loss"] - final["eval_moving_average/loss"]) > 0.01
 
 
 def test_ensemble_of_two_copies_equals_the_network(trained_run):

@@ -56,7 +56,7 @@ def load_run(run_dir: pathlib.Path) -> dict:
     scale = None
     if config.get("dataset") and config.get("dataset") != "imagenet2012":
         scale = (f"{config['dataset']}, {config.get('num_classes')} classes, {config.get('image_size')}px, "
-                 f"width x{config.get('model', {}).get('width_multiplier', 1.0):g}")
+                 f"width x{config.get('model.width_multiplier', 1.0):g}")
     diverged = run_dir / DIVERGED
     return {
         "label": label, "seed": config.get("seed"), "dir": str(run_dir), "batch": config.get("global_batch_size", 32),

@@ -18,7 +18,7 @@ def write_run(folder, curve, ablation=None, batch=32, seed=0, moving_average=Non
     folder.mkdir(parents=True)
     if ablation:
         config = {"ablation": ablation, "global_batch_size": batch, "seed": seed, "dataset": "imagenette",
-                  "num_classes": 10, "image_size": 64, "model": {"width_multiplier": 0.25}}
+                  "num_classes": 10, "image_size": 64, "model.width_multiplier": 0.25}  # flat, as runs save it
         (folder / "config.json").write_text(json.dumps(config))
     writer = metric_writers.create_default_writer(str(folder), asynchronous=False)
     for step, accuracy in curve:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
+import time
 from typing import Any
 
 import flax.linen as nn
@@ -12,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from bn_inception import batch_norm, checkpointing, input_pipeline, parallel, photometric, train
+from bn_inception import batch_norm, checkpointing, console, input_pipeline, parallel, photometric, train
 
 
 @dataclasses.dataclass
@@ -64,9 +65,14 @@ def recalibrate(member: Member, num_batches: int) -> None:
             variables, photometric.model_inputs(batch), train=False, use_batch_stats=True, mutable=[batch_norm.MOMENTS]
         )[1]
 
-    member.variables["batch_stats"] = batch_norm.population_statistics(
-        moments, member.variables, (runner.shard_batch(next(batches)) for _ in range(num_batches))
-    )
+    def reported():
+        began = time.time()
+        for k in range(num_batches):
+            yield runner.shard_batch(next(batches))
+            if (k + 1) % max(1, num_batches // 10) == 0 or k + 1 == num_batches:
+                console.say(_progress(f"{member.workdir}: Algorithm 2, training batch", k + 1, num_batches, began))
+
+    member.variables["batch_stats"] = batch_norm.population_statistics(moments, member.variables, reported())
 
 
 def check_batch_size(batch_size: int) -> None:
@@ -107,11 +113,15 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
         }
 
     totals = {"top1": 0.0, "top5": 0.0, "count": 0.0}
-    for batch in input_pipeline.eval_batches(source, cfg, batch_size // jax.process_count(), jax.process_count(), crops):
+    num_batches = -(-source.num_examples // batch_size)
+    began = time.time()
+    for k, batch in enumerate(input_pipeline.eval_batches(source, cfg, batch_size // jax.process_count(), jax.process_count(), crops)):
         batch = runner.shard_batch(batch)
         probs = sum(f(m.variables, batch["image"]) for f, m in zip(member_probabilities, members)) / len(members)
-        for k, v in runner.to_host(hits(probs, batch["label"], batch["mask"])).items():
-            totals[k] += float(v)
+        for key, v in runner.to_host(hits(probs, batch["label"], batch["mask"])).items():
+            totals[key] += float(v)
+        if (k + 1) % max(1, num_batches // 10) == 0 or k + 1 == num_batches:
+            console.say(_progress(f"evaluating {crops} crop{'s' * (crops > 1)}, batch", k + 1, num_batches, began))
     count = totals["count"]
     return {
         "top1_error": 1.0 - totals["top1"] / count,
@@ -119,4 +129,13 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
         "num_examples": int(count),
         "crops": crops,
         "checkpoints": [{"workdir": m.workdir, "step": m.step} for m in members],
+        "dataset": first.dataset if not first.data_dir else f"folder {first.data_dir}",
+        "num_classes": first.num_classes,
+        "image_size": first.image_size,
     }
+
+
+def _progress(what: str, done: int, total: int, began: float) -> str:
+    """'evaluating 144 crops, batch 12/62 (19%), ETA 4m10s'."""
+    seconds = time.time() - began
+    return f"{what} {done}/{total} ({100 * done // total}%), ETA {console.duration(seconds * (total - done) / done)}"

@@ -14,7 +14,8 @@ def read_scalars(run_dir: str | pathlib.Path) -> dict[str, list[tuple[int, float
     """
     scalars: dict[str, dict[int, float]] = {}
     for path in sorted(pathlib.Path(run_dir).glob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
                 if value.HasField("tensor") and value.metadata.plugin_data.plugin_name == "scalars":
                     scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))

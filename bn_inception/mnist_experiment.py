@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
+import flax
 from clu import metric_writers
 
-from bn_inception import mnist_data
+from bn_inception import console, mnist_data
 from bn_inception.models import MnistMLP
 
 PERCENTILES = (15, 50, 85)  # the paper's Figure 1 (b, c)
@@ -76,8 +76,9 @@ def _train_network(config: ml_collections.ConfigDict, data: dict[str, jax.Array]
     return curves
 
 
-def _write_scalars(run_dir: pathlib.Path, curves: dict[str, list]) -> None:
+def _write_scalars(run_dir: pathlib.Path, curves: dict[str, list], hparams: dict[str, object]) -> None:
     writer = metric_writers.create_default_writer(str(run_dir), just_logging=jax.process_index() > 0)
+    writer.write_hparams(hparams)
     for i, step in enumerate(curves["step"]):
         scalars = {"eval/test_accuracy": curves["test_accuracy"][i], "train/loss": curves["loss"][i]}
         scalars |= {f"sigmoid_input/p{p}": v for p, v in zip(PERCENTILES, curves["percentiles"][i])}
@@ -92,17 +93,22 @@ def plot_figure1(results: dict[str, dict[str, list]], path: pathlib.Path) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for name, label, style in (("baseline", "Without BN", "--"), ("bn", "With BN", "-")):
         axes[0].plot(results[name]["step"], results[name]["test_accuracy"], style, label=label)
-    axes[0].set(title="(a) test accuracy", xlabel="training steps", ylabel="accuracy")
-    axes[0].legend()
+    axes[0].set(title="(a) test accuracy", xlabel="training steps", ylabel="test accuracy")
+    axes[0].legend(loc="lower right")
+    # (b) and (c) share one y scale, so that the drift without BN and its absence with BN compare directly.
+    everything = np.concatenate([np.ravel(results[name]["percentiles"]) for name in ("baseline", "bn")])
+    margin = 0.05 * (everything.max() - everything.min() + 1e-9)
     for ax, name, title in ((axes[1], "baseline", "(b) without BN"), (axes[2], "bn", "(c) with BN")):
         percentiles = np.array(results[name]["percentiles"])
         for k, p in enumerate(PERCENTILES):
             ax.plot(results[name]["step"], percentiles[:, k], label=f"{p}th percentile")
-        ax.set(title=f"{title}: input to one last-layer sigmoid", xlabel="training steps")
-        ax.legend()
+        ax.set(title=f"{title}: input to one last-layer sigmoid", xlabel="training steps",
+               ylabel="sigmoid input (percentiles over test images)",
+               ylim=(everything.min() - margin, everything.max() + margin))
+        ax.legend(fontsize=8, loc="best", framealpha=0.6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -126,16 +132,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict[str, 
         if result_path.exists():
             results[name] = json.loads(result_path.read_text())
             continue
-        logging.info("Training the MNIST network %s BN for %d steps.", "with" if use_bn else "without", config.num_train_steps)
+        console.say(f"MNIST: training the network {'with' if use_bn else 'without'} BN for {config.num_train_steps} steps.")
         results[name] = _train_network(config, data, use_bn)
         if jax.process_index() == 0:
             (out / name).mkdir(parents=True, exist_ok=True)
-            _write_scalars(out / name, results[name])
+            flat = flax.traverse_util.flatten_dict(config.to_dict(), sep=".")
+            hparams = {k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))} | {"use_bn": use_bn}
+            _write_scalars(out / name, results[name], hparams)
             result_path.write_text(json.dumps(results[name]))
     if jax.process_index() == 0:
         plot_figure1(results, out / "figure1.png")
         lines = [f"{name}: final test accuracy {r['test_accuracy'][-1]:.4f} after {r['step'][-1]} steps; "
                  f"best {max(r['test_accuracy']):.4f}" for name, r in results.items()]
         (out / "summary.txt").write_text("\n".join(lines) + "\n")
-        logging.info("\n".join(lines))
+        console.say("\n".join(lines) + f"\nFigure 1: {out / 'figure1.png'}; summary: {out / 'summary.txt'}; "
+                    f"TensorBoard: tensorboard --logdir {out}")
     return results

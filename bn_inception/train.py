@@ -11,6 +11,7 @@ import functools
 import pathlib
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,7 +25,9 @@ import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
 
-from bn_inception import batch_norm, checkpointing, config_checks, input_pipeline, models, optim, parallel, photometric
+from bn_inception import (
+    batch_norm, checkpointing, config_checks, console, events, input_pipeline, models, optim, parallel, photometric,
+)
 
 
 @flax.struct.dataclass
@@ -302,11 +305,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     manager = checkpointing.create_manager(workdir_path / "checkpoints", config.keep_checkpoints)
     state, start_step = checkpointing.restore_or_none(manager, built.abstract_state(), runner)
+    if start_step >= num_steps:
+        manager.close()
+        final = _final_evaluation(workdir_path)
+        console.say(f"{workdir}: already finished at step {start_step}{final}; nothing to do.")
+        return {}
     if state is None:
         state = runner.put_state(built.initial_state())
         start_step = 0
     checkpointing.save_workdir_config(workdir_path, config)
-    logging.info("Training %s for %d steps (%d per epoch), starting at step %d.", config.ablation, num_steps, steps_per_epoch, start_step)
+    console.say(
+        f"{config.ablation}: {'starting' if start_step == 0 else 'resuming at step ' + str(start_step)}, "
+        f"{num_steps} steps of {config.global_batch_size} ({steps_per_epoch} per epoch) on {jax.device_count()} "
+        f"{jax.devices()[0].platform.upper()} device{'s' * (jax.device_count() > 1)}; workdir {workdir}"
+    )
 
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
     if start_step == 0:
@@ -345,6 +357,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         return input_pipeline.eval_batches(eval_source, cfg, local_eval_batch, jax.process_count())
 
     report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
+    progress = _Progress(start_step, num_steps, config.global_batch_size)
     preemption = _Preemption()
     pending: list[tuple[int, Any]] = []  # (step, device metrics) not yet fetched
     fetched: list[tuple[int, dict[str, np.ndarray]]] = []  # (step, host metrics) since the last log
@@ -364,22 +377,81 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     pending = []
                     _raise_if_nonfinite(fetched, config.skip_nonfinite_steps)
                 if step % config.log_every_steps == 0 or step == num_steps:
-                    writer.write_scalars(step, _summarise(fetched))
+                    summary = _summarise(fetched)
+                    writer.write_scalars(step, summary)
+                    console.say(progress.line(step, summary))
                     fetched = []
                 metrics_for_checkpoint = None
                 if step % config.eval_every_steps == 0 or step == num_steps:
+                    began = time.time()
                     with report_progress.timed("eval"):
                         eval_metrics = run_evaluation(step)
                     writer.write_scalars(step, {k: v for k, v in eval_metrics.items() if not k.endswith("/num_examples")})
                     metrics_for_checkpoint = eval_metrics
+                    console.say(_evaluation_line(step, eval_metrics, time.time() - began))
                 if save or step == num_steps:
                     checkpointing.save(manager, step, runner.get_state(state), metrics_for_checkpoint)
+                    console.say(f"step {step}: checkpoint saved to {workdir_path / 'checkpoints' / str(step)}")
                 if stop:
-                    logging.warning("Preempted at step %d: checkpoint saved, exiting.", step)
+                    console.say(f"Preempted at step {step}: checkpoint saved; run the same command to continue.")
                     break
     finally:
         # Also on errors: let an in-flight asynchronous save finish, so the last checkpoint is complete.
         manager.wait_until_finished()
         manager.close()
 
+    if step == num_steps:
+        console.say(progress.summary(config.ablation, step, workdir_path))
     return eval_metrics
+
+
+def _percent(metrics: dict[str, float], key: str) -> str:
+    return f"{100 * metrics[key]:.1f}%"
+
+
+def _evaluation_line(step: int, metrics: dict[str, float], seconds: float) -> str:
+    """'step 150: eval top-1 41.2%, top-5 88.0%, loss 1.712 (3,925 images, 2.1 s)' (+ moving averages)."""
+    line = (f"step {step}: eval top-1 {_percent(metrics, 'eval/top1_accuracy')}, top-5 "
+            f"{_percent(metrics, 'eval/top5_accuracy')}, loss {metrics['eval/loss']:.3f} "
+            f"({metrics['eval/num_examples']:,.0f} images, {seconds:.1f} s)")
+    if "eval_moving_average/top1_accuracy" in metrics:
+        line += (f"; BN statistics by Algorithm 2 (with the moving averages: top-1 "
+                 f"{_percent(metrics, 'eval_moving_average/top1_accuracy')})")
+    return line
+
+
+def _final_evaluation(workdir: pathlib.Path) -> str:
+    """', final eval top-1 55.6% (best 56.0% at step 1350)' from the run's events, or ''."""
+    curve = events.read_scalars(workdir).get("eval/top1_accuracy", [])
+    if not curve:
+        return ""
+    best_step, best = max(curve, key=lambda point: (point[1], -point[0]))
+    return f", final eval top-1 {100 * curve[-1][1]:.1f}% (best {100 * best:.1f}% at step {best_step})"
+
+
+class _Progress:
+    """The progress line of each log interval and the closing summary: rate measured after the first step
+    of this invocation (compilation excluded), evaluations included in the ETA."""
+
+    def __init__(self, start_step: int, num_steps: int, global_batch: int) -> None:
+        self.start_step, self.num_steps, self.global_batch = start_step, num_steps, global_batch
+        self.began = time.time()
+        self.first: tuple[int, float] | None = None
+
+    def line(self, step: int, summary: dict[str, float]) -> str:
+        """'step 50/1500 (3%): loss 2.301, lr 0.09, 512 images/s, ETA 3m05s'."""
+        now = time.time()
+        if self.first is None:
+            self.first = (step, now)
+        done, seconds = step - self.first[0], now - self.first[1]
+        rate = f"{done * self.global_batch / seconds:,.0f} images/s, ETA {console.duration((self.num_steps - step) * seconds / done)}" if done else "compiling done"
+        loss = f"loss {summary['train/loss']:.3f}, lr {summary['train/learning_rate']:.3g}, " if "train/loss" in summary else ""
+        return f"step {step}/{self.num_steps} ({100 * step // self.num_steps}%): {loss}{rate}"
+
+    def summary(self, ablation: str, step: int, workdir: pathlib.Path) -> str:
+        """The closing lines: final and best evaluation, wall time, images/s, where the outputs are."""
+        wall = time.time() - self.began
+        images = (step - self.start_step) * self.global_batch
+        return (f"Finished {ablation} at step {step} in {console.duration(wall)} ({images / wall:,.0f} images/s "
+                f"including start-up and evaluations){_final_evaluation(workdir)}.\n"
+                f"Events: {workdir} (tensorboard --logdir {workdir}); checkpoints: {workdir / 'checkpoints'}.")

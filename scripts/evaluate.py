@@ -1,12 +1,15 @@
 """Evaluates trained runs on the validation split: single crop or 144 crops, one network or an ensemble.
 
   python scripts/evaluate.py --workdir=runs/bn_x30 [--workdir=runs/ensemble_1 ...] --crops=1|144 \
-      --output=results.json [--recalibrate_batches=K] [--step=N] [--batch_size=B]
+      [--output=results.json] [--recalibrate_batches=K] [--step=N] [--batch_size=B]
 
 The config is read from each run's workdir (config.json); several workdirs form an ensemble that
-averages class probabilities. Every validation image counts exactly once whatever the batch size. On a
-pod, run the same command on every host (multi-host flags as for training: `bn_inception/distributed.py`);
-each host reads its share of the images, and process 0 writes the JSON and prints the table.
+averages class probabilities. Every validation image counts exactly once whatever the batch size. The
+results (top-1/top-5 accuracy and error) are printed, beside the paper's Figure 4 where the data is
+ImageNet, and written as JSON to --output (default: WORKDIR/evaluations/<crops, step, recalibration>.json
+of the first workdir, so that evaluations do not overwrite each other). On a pod, run the same command on
+every host (multi-host flags as for training: `bn_inception/distributed.py`); each host reads its share of
+the images, and process 0 writes the JSON and prints the table.
 """
 
 import json
@@ -15,20 +18,24 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bn_inception import console  # noqa: E402
+
+console.quiet_tensorflow_import(sys.argv)
+
 import jax  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from bn_inception import distributed, evaluation  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("workdir", None, "Run directory; repeat the flag for an ensemble.", required=True)
+flags.DEFINE_multi_string("workdir", None, "Run directory; repeat the flag for an ensemble.")
 flags.DEFINE_enum("crops", "1", ["1", "144"], "1: central crop; 144: GoogLeNet's multi-crop scheme.")
-flags.DEFINE_string("output", "results.json", "Where to write the JSON results.")
+flags.DEFINE_string("output", None, "Where to write the JSON results (default: WORKDIR/evaluations/NAME.json).")
 flags.DEFINE_integer("batch_size", 64, "Images per evaluation batch (each with `crops` crops).")
 flags.DEFINE_integer("recalibrate_batches", 0, "K > 0: Algorithm 2 population statistics from K training batches.")
 flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest of each run).")
 
-# Paper, Figure 4 (top-1 / top-5 error on the validation set).
+# Paper, Figure 4 (top-1 / top-5 error on the ImageNet validation set).
 PAPER_FIGURE_4 = {
     (1, False): ("BN-Inception, single crop", 0.252, 0.0782),
     (144, False): ("BN-Inception, 144 crops", 0.2199, 0.0582),
@@ -36,10 +43,47 @@ PAPER_FIGURE_4 = {
 }
 
 
+def default_output(results: dict) -> pathlib.Path:
+    """WORKDIR/evaluations/crops144_step1500[_recal100][_ensemble6].json, WORKDIR the first member's."""
+    checkpoints = results["checkpoints"]
+    name = f"crops{results['crops']}_step{'-'.join(str(c['step']) for c in checkpoints)}"
+    if results["recalibrate_batches"]:
+        name += f"_recal{results['recalibrate_batches']}"
+    if len(checkpoints) > 1:
+        name += f"_ensemble{len(checkpoints)}"
+    return pathlib.Path(checkpoints[0]["workdir"]) / "evaluations" / f"{name}.json"
+
+
+def report(results: dict) -> str:
+    """The printed table: accuracy and error, and the paper's row where it applies (or why not)."""
+    members = len(results["checkpoints"])
+    what = (f"{'ensemble of ' + str(members) if members > 1 else 'one network'}, {results['crops']} "
+            f"crop{'s' * (results['crops'] > 1)}, {results['num_examples']:,} images of {results['dataset']} "
+            f"({results['num_classes']} classes, {results['image_size']}px)")
+    lines = [f"Evaluated: {what}.", f"{'':44s} {'top-1 acc':>10s} {'top-5 acc':>10s} {'top-1 err':>10s} {'top-5 err':>10s}"]
+
+    def row(name: str, top1_error: float, top5_error: float) -> str:
+        return (f"{name:44s} {100 * (1 - top1_error):9.2f}% {100 * (1 - top5_error):9.2f}% "
+                f"{100 * top1_error:9.2f}% {100 * top5_error:9.2f}%")
+
+    lines.append(row("this evaluation", results["top1_error"], results["top5_error"]))
+    paper = PAPER_FIGURE_4.get((results["crops"], members > 1))
+    imagenet = results["dataset"] == "imagenet2012" and results["num_classes"] == 1000
+    if not imagenet:
+        lines.append("(No paper row: the paper's Figure 4 is ImageNet's 1000 classes at 224px; this is another task.)")
+    elif paper is None:
+        lines.append("(No paper row: the paper reports ensembles with 144 crops only.)")
+    else:
+        lines.append(row("paper: " + paper[0], paper[1], paper[2]))
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> None:
     """Loads every run (failing fast on bad workdirs or checkpoints), evaluates, writes and prints."""
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise ValueError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.workdir:
+        raise ValueError("--workdir is required (repeat it for an ensemble).")
     distributed.initialize_from_flags()
     evaluation.check_batch_size(FLAGS.batch_size)
     if FLAGS.recalibrate_batches < 0:
@@ -48,18 +92,16 @@ def main(argv: list[str]) -> None:
     if FLAGS.recalibrate_batches:
         for member in members:
             evaluation.recalibrate(member, FLAGS.recalibrate_batches)
-    crops = int(FLAGS.crops)
-    results = evaluation.evaluate_ensemble(members, crops, FLAGS.batch_size)
+    results = evaluation.evaluate_ensemble(members, int(FLAGS.crops), FLAGS.batch_size)
     results["recalibrate_batches"] = FLAGS.recalibrate_batches
     if jax.process_index() > 0:
         return
-    pathlib.Path(FLAGS.output).write_text(json.dumps(results, indent=1))
-    name, top1, top5 = PAPER_FIGURE_4[(crops, len(members) > 1)]
-    print(f"{'':40s} {'top-1 error':>12s} {'top-5 error':>12s}")
-    print(f"{'this evaluation (' + str(results['num_examples']) + ' images)':40s} "
-          f"{100 * results['top1_error']:11.2f}% {100 * results['top5_error']:11.2f}%")
-    print(f"{'paper: ' + name:40s} {100 * top1:11.2f}% {100 * top5:11.2f}%")
+    output = pathlib.Path(FLAGS.output) if FLAGS.output else default_output(results)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=1))
+    print(report(results))
+    print(f"Results written to {output}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main, __doc__)

@@ -106,8 +106,12 @@ def test_evaluate_command_writes_json_and_refuses_mismatched_checkpoints(trained
     result = subprocess.run(command, cwd=REPO, env=_env(8), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) >= {"top1_error", "top5_error", "num_examples", "crops", "checkpoints"}
-    assert "paper: BN-Inception, single crop" in result.stdout
+    assert set(results) >= {"top1_error", "top5_error", "num_examples", "crops", "checkpoints", "num_classes"}
+    # A folder of 4 generated classes is not ImageNet: no paper row, and the reason instead.
+    assert "36 images of folder" in result.stdout and "(4 classes, 32px)" in result.stdout
+    assert "paper:" not in result.stdout and "No paper row" in result.stdout
+    accuracy = float(next(line for line in result.stdout.splitlines() if line.startswith("this evaluation")).split()[2][:-1])
+    assert accuracy == pytest.approx(100 * (1 - results["top1_error"]), abs=0.01)
 
     config = json.loads((workdir / "config.json").read_text())
     broken = tmp_path / "broken"
@@ -136,7 +140,7 @@ def test_two_processes_of_four_devices_evaluate_like_one_of_eight(trained_run, t
     outputs = [p.communicate(timeout=600) for p in processes]
     for p, (_, stderr) in zip(processes, outputs):
         assert p.returncode == 0, stderr[-3000:]
-    assert "paper: BN-Inception, single crop" in outputs[0][0] and "paper:" not in outputs[1][0]  # process 0 reports
+    assert "this evaluation" in outputs[0][0] and "this evaluation" not in outputs[1][0]  # process 0 reports
     one, two = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
     assert one["num_examples"] == two["num_examples"] == 36
     assert (one["top1_error"], one["top5_error"]) == pytest.approx((two["top1_error"], two["top5_error"]), abs=1e-9)
@@ -148,3 +152,24 @@ def test_evaluate_command_refuses_a_bad_batch_size_before_loading(trained_run, t
                              f"--output={tmp_path / 'r.json'}"], cwd=REPO, env=_env(8), capture_output=True, text=True)
     assert result.returncode != 0 and "batch_size=12 must be a positive multiple of the 8 devices" in result.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("crops", ["1", "144"])
+def test_every_combination_of_crops_members_and_recalibration_exits_0(trained_run, crops):
+    # As a user runs it, with the default --output: named after crops, steps, recalibration and members,
+    # so that no evaluation overwrites another.
+    workdir, _ = trained_run
+    written = []
+    for members in (1, 2):
+        for recalibrate in (0, 2):
+            command = [sys.executable, "scripts/evaluate.py", *[f"--workdir={workdir}"] * members, f"--crops={crops}",
+                       "--batch_size=16", f"--recalibrate_batches={recalibrate}"]
+            result = subprocess.run(command, cwd=REPO, env=_env(8), capture_output=True, text=True)
+            assert result.returncode == 0, (members, recalibrate, result.stderr[-3000:])
+            name = f"crops{crops}_step{'-'.join(['4'] * members)}"
+            name += f"_recal{recalibrate}" * bool(recalibrate) + f"_ensemble{members}" * (members > 1)
+            output = workdir / "evaluations" / f"{name}.json"
+            assert f"Results written to {output}" in result.stdout
+            written.append(json.loads(output.read_text()))
+            assert written[-1]["num_examples"] == 36 and written[-1]["recalibrate_batches"] == recalibrate
+    assert len({json.dumps(w["checkpoints"]) + str(w["recalibrate_batches"]) for w in written}) == 4

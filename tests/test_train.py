@@ -116,14 +116,14 @@ def _checkpoint_steps(workdir):
 
 def _start_and_signal(command, workdir, after_checkpoint, sig):
     """Starts `command`, sends `sig` once a checkpoint newer than `after_checkpoint` exists; returns the process."""
-    process = subprocess.Popen(command, cwd=REPO, env=_env(8), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=REPO, env=_env(8), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while process.poll() is None and time.monotonic() < deadline:
         if (workdir / "checkpoints").is_dir() and any(s > after_checkpoint for s in _checkpoint_steps(workdir)):
             break
         time.sleep(0.1)
     process.send_signal(sig)
-    process.stderr_text = process.communicate(timeout=120)[1]
+    process.stdout_text, process.stderr_text = process.communicate(timeout=120)
     return process
 
 
@@ -134,15 +134,15 @@ def test_sigkill_and_sigterm_then_the_same_command_resumes(image_folder, tmp_pat
     assert killed_at < 40, "the run ended before it could be killed"
 
     preempted = _start_and_signal(command, tmp_path, killed_at, signal.SIGTERM)
-    assert f"starting at step {killed_at}" in preempted.stderr_text
+    assert f"resuming at step {killed_at}" in preempted.stdout_text
     assert preempted.returncode == 0, preempted.stderr_text[-3000:]
-    assert "Preempted at step" in preempted.stderr_text
+    assert "Preempted at step" in preempted.stdout_text
     preempted_at = _checkpoint_steps(tmp_path)[-1]
     assert killed_at < preempted_at < 40
 
     result = subprocess.run(command, cwd=REPO, env=_env(8), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"starting at step {preempted_at}" in result.stderr
+    assert f"resuming at step {preempted_at}" in result.stdout
     assert _checkpoint_steps(tmp_path)[-1] == 40
     loss_steps = [s for s, _ in events.read_scalars(tmp_path)["train/loss"]]
     assert loss_steps[-1] == 40 and loss_steps == sorted(set(loss_steps))

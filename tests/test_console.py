@@ -1,0 +1,63 @@
+"""What a user reads: the training command's console contract, --help, one-line errors, finished runs."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.test_train import REPO, _env, _main_command, image_folder  # noqa: F401  (fixture)
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "bn_inception.main", *args], cwd=REPO, env=_env(8),
+                          capture_output=True, text=True)
+
+
+def test_a_run_prints_progress_evaluations_checkpoints_and_a_summary_and_no_library_logs(image_folder, tmp_path):
+    command = _main_command(tmp_path, image_folder, "--config.num_train_steps=10", "--config.eval_every_steps=10",
+                            "--config.eval_recalibrate_batches=1")
+    result = subprocess.run(command, cwd=REPO, env=_env(8), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("bn_x30: starting, 10 steps of 32")
+    assert [line.split(":")[0] for line in lines if line.startswith("step ") and "/10 (" in line] == ["step 5/10 (50%)", "step 10/10 (100%)"]
+    assert any(line.startswith("step 10: eval top-1 ") and "BN statistics by Algorithm 2" in line for line in lines)
+    assert f"step 10: checkpoint saved to {tmp_path / 'checkpoints' / '10'}" in lines
+    assert lines[-2].startswith("Finished bn_x30 at step 10 in ") and "final eval top-1" in lines[-2]
+    assert lines[-1] == f"Events: {tmp_path} (tensorboard --logdir {tmp_path}); checkpoints: {tmp_path / 'checkpoints'}."
+    # No orbax / TensorFlow / clu INFO lines anywhere, and nothing but our lines on stdout.
+    everything = result.stdout + result.stderr
+    for noise in ("orbax", "oneDNN", "I0000", "logging_writer", "Setting work unit notes"):
+        assert noise not in everything, noise
+
+    events_before = sorted(tmp_path.glob("events.out.tfevents.*"))
+    again = subprocess.run(command, cwd=REPO, env=_env(8), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.startswith(f"{tmp_path}: already finished at step 10, final eval top-1 ")
+    assert sorted(tmp_path.glob("events.out.tfevents.*")) == events_before  # nothing written
+
+
+def test_help_exits_0_and_lists_configs_arguments_and_flags():
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    for text in ("bn_x30 ", "inception_x30 ", "mnist ", "`imagenette`", "member=N", "--print_config",
+                 "--coordinator_address", "--[no]verbose", "--workdir"):
+        assert text in result.stdout, text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=configs/bn_x31.py:tiny"], "error: --config=configs/bn_x31.py: no such file (configs/ has "),
+    (["--config=configs/bn_x30.py:tiny", "--config.sede=1"], "error: no config key 'sede'; did you mean 'seed'?"),
+    (["--config=configs/bn_x30.py:tiny,imagenet"], "Unknown config arguments ['imagenet']"),
+])
+def test_a_misspelled_config_file_or_key_is_one_line(tmp_path, args, message):
+    result = run(*args, f"--workdir={tmp_path / 'w'}")
+    assert result.returncode == 2 and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "w").exists()
+
+
+def test_print_config_prints_the_resolved_config_and_exits():
+    result = run("--config=configs/bn_x30.py:imagenette", "--print_config")
+    assert result.returncode == 0, result.stderr
+    assert '"base_learning_rate": 0.045' in result.stdout and '"num_train_steps": 1500' in result.stdout

@@ -307,8 +307,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state, start_step = checkpointing.restore_or_none(manager, built.abstract_state(), runner)
     if start_step >= num_steps:
         manager.close()
-        final = _final_evaluation(workdir_path)
-        console.say(f"{workdir}: already finished at step {start_step}{final}; nothing to do.")
+        console.say(f"{workdir}: already finished at step {start_step}, {events.accuracy_summary(workdir_path)}; nothing to do.")
         return {}
     if state is None:
         state = runner.put_state(built.initial_state())
@@ -420,15 +419,6 @@ def _evaluation_line(step: int, metrics: dict[str, float], seconds: float) -> st
     return line
 
 
-def _final_evaluation(workdir: pathlib.Path) -> str:
-    """', final eval top-1 55.6% (best 56.0% at step 1350)' from the run's events, or ''."""
-    curve = events.read_scalars(workdir).get("eval/top1_accuracy", [])
-    if not curve:
-        return ""
-    best_step, best = max(curve, key=lambda point: (point[1], -point[0]))
-    return f", final eval top-1 {100 * curve[-1][1]:.1f}% (best {100 * best:.1f}% at step {best_step})"
-
-
 class _Progress:
     """The progress line of each log interval and the closing summary: rate measured after the first step
     of this invocation (compilation excluded), evaluations included in the ETA."""
@@ -453,5 +443,5 @@ class _Progress:
         wall = time.time() - self.began
         images = (step - self.start_step) * self.global_batch
         return (f"Finished {ablation} at step {step} in {console.duration(wall)} ({images / wall:,.0f} images/s "
-                f"including start-up and evaluations){_final_evaluation(workdir)}.\n"
+                f"including start-up and evaluations), {events.accuracy_summary(workdir)}.\n"
                 f"Events: {workdir} (tensorboard --logdir {workdir}); checkpoints: {workdir / 'checkpoints'}.")

@@ -17,3 +17,11 @@ def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
     # Paper: Inception reaches 72.2% after 31e6 steps of 32 (~774 epochs).
     c.num_epochs = 774.0 if c.num_train_steps == 0 else 0.0
     return c
+
+
+def learning_rate_control(arg_string: str | None, ablation: str, base_learning_rate: float) -> ml_collections.ConfigDict:
+    """Section 3.3's control: this network, no BN, at a BN config's initial learning rate; all else Inception's."""
+    c = get_config(arg_string)
+    c.ablation = ablation
+    c.base_learning_rate = base_learning_rate
+    return c

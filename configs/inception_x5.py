@@ -11,7 +11,4 @@ from configs import inception
 
 def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
     """Inception with base_learning_rate 0.0075 (BN-x5's, paper's Figure 3 table)."""
-    c = inception.get_config(arg_string)
-    c.ablation = "inception_x5"
-    c.base_learning_rate = 0.0075  # BN-x5's; 5x Inception's 0.0015.
-    return c
+    return inception.learning_rate_control(arg_string, "inception_x5", base_learning_rate=0.0075)

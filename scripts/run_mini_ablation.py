@@ -26,6 +26,10 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bn_inception import console  # noqa: E402
+
+console.quiet_tensorflow_import(sys.argv)
+
 from bn_inception import events  # noqa: E402
 
 ABLATIONS = ("inception", "bn_x30", "bn_x5", "bn_baseline", "inception_x30", "inception_x5", "bn_x5_sigmoid",
@@ -53,20 +57,6 @@ def saved_step(workdir: pathlib.Path) -> int:
     """The newest checkpoint's step (0 without one)."""
     steps = [int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit()]
     return max(steps, default=0)
-
-
-def best_accuracy(workdir: pathlib.Path) -> str:
-    """'61.2% at step 1350' from the run's events, or 'no evaluation yet'."""
-    curve = events.read_scalars(workdir).get("eval/top1_accuracy", [])
-    if not curve:
-        return "no evaluation yet"
-    step, accuracy = max(curve, key=lambda p: (p[1], -p[0]))
-    return f"best eval top-1 {100 * accuracy:.1f}% at step {step}"
-
-
-def _duration(seconds: float) -> str:
-    minutes = int(round(seconds / 60))
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
 
 
 class _Child:
@@ -109,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         start = saved_step(workdir)
         if start >= steps:
-            print(f"{name}: finished earlier, {best_accuracy(workdir)}", flush=True)
+            print(f"{name}: finished earlier, {events.accuracy_summary(workdir)}", flush=True)
             continue
         left = sum(max(0, n - saved_step(w)) for a, _, w, n in runs[i - 1:] if not (w / DIVERGED).exists())
-        print(f"{name}: steps {start} -> {steps}; protocol ETA {_duration(left * seconds_per_step)} "
+        print(f"{name}: steps {start} -> {steps}; protocol ETA {console.duration(left * seconds_per_step)} "
               f"(log: {workdir / 'train.log'})", flush=True)
         if args.dry_run:
             continue
@@ -135,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         diverged = NONFINITE.findall((workdir / "train.log").read_text()[-20_000:]) if returncode else []
         if diverged:
             (workdir / DIVERGED).write_text(f"non-finite loss or gradient at step {diverged[-1]}\n")
-            print(f"{name}: diverged at step {diverged[-1]} after {_duration(wall)}; {best_accuracy(workdir)}", flush=True)
+            print(f"{name}: diverged at step {diverged[-1]} after {console.duration(wall)}; {events.accuracy_summary(workdir)}", flush=True)
         elif returncode or (done < steps and not _Child.stop):
             failed.append(f"{ablation} seed {seed} (exit status {returncode}, see {workdir / 'train.log'})")
             print(f"{name}: FAILED with exit status {returncode}; see {workdir / 'train.log'}", flush=True)
         else:
-            print(f"{name}: {'stopped' if _Child.stop else 'done'} at step {done} in {_duration(wall)}, "
-                  f"{best_accuracy(workdir)}", flush=True)
+            print(f"{name}: {'stopped' if _Child.stop else 'done'} at step {done} in {console.duration(wall)}, "
+                  f"{events.accuracy_summary(workdir)}", flush=True)
         if _Child.stop:
             print("Stopped by SIGTERM; run the same command to continue.", flush=True)
             return 0

@@ -19,6 +19,7 @@ from bn_inception import parallel
 
 BEST_METRIC = "eval/top1_accuracy"
 CONFIG_FILE = "config.json"
+SET_ASIDE = "corrupt_checkpoints"  # beside checkpoints/: unreadable checkpoints, moved there, never deleted
 
 
 def create_manager(directory: pathlib.Path, keep: int) -> ocp.CheckpointManager:
@@ -67,13 +68,25 @@ def check_shapes(manager: ocp.CheckpointManager, step: int, abstract_state: Any)
         )
 
 
-def restore_or_none(manager: ocp.CheckpointManager, abstract_state: Any, runner: "parallel.Runner") -> tuple[Any, int]:
+def restore_or_none(
+    manager: ocp.CheckpointManager, abstract_state: Any, runner: "parallel.Runner", allow_restart_from_scratch: bool = False,
+) -> tuple[Any, int]:
     """(state on the devices, its step) from the newest readable checkpoint, or (None, 0) when there is none.
 
     A checkpoint that cannot be read (truncated, corrupt) is moved aside to `<checkpoints>/../corrupt_checkpoints`
-    (never deleted) with a warning, and the one before it is tried. A checkpoint of another model is an error.
+    (never deleted, under a name no earlier one has) with a warning, and the one before it is tried. A
+    checkpoint of another model is an error. A run whose every checkpoint was set aside is not started again
+    from step 0 unless `allow_restart_from_scratch`: that would silently replace what it had trained.
     """
     steps = sorted(manager.all_steps(), reverse=True)
+    set_aside = pathlib.Path(manager.directory).parent / SET_ASIDE
+    if not steps and set_aside.is_dir() and any(set_aside.iterdir()) and not allow_restart_from_scratch:
+        raise RuntimeError(
+            f"{manager.directory} holds no checkpoint but {set_aside} holds "
+            f"{', '.join(sorted(p.name for p in set_aside.iterdir()))}: every checkpoint of this run was set aside "
+            "as unreadable. Move a good one back into checkpoints/, or pass "
+            "--config.allow_restart_from_scratch=True to start this run again from step 0."
+        )
     if not steps:
         return None, 0
     target = jax.tree.map(
@@ -100,11 +113,15 @@ def restore_or_none(manager: ocp.CheckpointManager, abstract_state: Any, runner:
 
 def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> None:
     source = pathlib.Path(manager.directory) / str(step)
-    destination = pathlib.Path(manager.directory).parent / "corrupt_checkpoints" / str(step)
+    folder = pathlib.Path(manager.directory).parent / SET_ASIDE
+    destination = folder / str(step)
+    copies = 1
+    while destination.exists():  # an earlier checkpoint of the same step was set aside: keep both
+        destination, copies = folder / f"{step}.{copies}", copies + 1
     logging.warning("Checkpoint %s is unreadable (%s: %s); moving it to %s and trying the one before.",
                     source, type(error).__name__, str(error)[:300], destination)
     if jax.process_index() == 0:
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         os.replace(source, destination)
     multihost_utils.sync_global_devices(f"set_aside_{step}")
     manager.reload()
@@ -118,11 +135,11 @@ def _flat(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:
 def check_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
     """Refuses to resume a workdir whose saved config differs, unless config.allow_config_change."""
     saved_path = workdir / CONFIG_FILE
-    if not saved_path.exists() or config.allow_config_change:
-        return
+    if not saved_path.exists() or config.allow_config_change or not _has_checkpoints(workdir):
+        return  # a config with no checkpoint beside it records nothing trained yet: a new one may replace it
     saved = json.loads(saved_path.read_text())
     ours = _flat(config)
-    ignored = {"allow_config_change"}
+    ignored = {"allow_config_change", "allow_restart_from_scratch"}
     diff = sorted(k for k in set(saved) | set(ours) if k not in ignored and saved.get(k) != ours.get(k))
     if diff:
         details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {ours.get(k)!r}" for k in diff)
@@ -130,6 +147,12 @@ def check_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDic
             f"{workdir} holds a run with a different config ({details}). Use another --workdir, or pass "
             "--config.allow_config_change=True to continue this run with the new values on purpose."
         )
+
+
+def _has_checkpoints(workdir: pathlib.Path) -> bool:
+    """True if `workdir` holds a checkpoint, readable or set aside as corrupt."""
+    return any(p.name[:1].isdigit() for folder in ("checkpoints", SET_ASIDE) if (workdir / folder).is_dir()
+               for p in (workdir / folder).iterdir())
 
 
 def save_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:

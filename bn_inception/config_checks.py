@@ -6,6 +6,8 @@ command line (the configs are locked).
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 
 from bn_inception.preprocessing import DISTORTIONS
@@ -20,8 +22,22 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def _numbers(tree: dict, prefix: str = "") -> dict[str, float]:
+    """Every int and float leaf of a (nested) config dict, by dotted key."""
+    found: dict[str, float] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            found |= _numbers(value, f"{prefix}{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found[prefix + key] = value
+    return found
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ValueError naming the first bad value of `config`."""
+    for key, value in _numbers(config.to_dict()).items():
+        _require(math.isfinite(value), f"{key}={value} must be a finite number.")
+    _require(config.seed >= 0, f"seed={config.seed} must be >= 0 (it seeds numpy and JAX generators).")
     _require(config.base_learning_rate > 0, f"base_learning_rate={config.base_learning_rate} must be > 0.")
     _require(0 <= config.momentum < 1, f"momentum={config.momentum} must be in [0, 1).")
     _require(config.weight_decay >= 0, f"weight_decay={config.weight_decay} must be >= 0.")

@@ -304,7 +304,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     steps_per_epoch, num_steps = built.steps_per_epoch, built.num_steps
 
     manager = checkpointing.create_manager(workdir_path / "checkpoints", config.keep_checkpoints)
-    state, start_step = checkpointing.restore_or_none(manager, built.abstract_state(), runner)
+    state, start_step = checkpointing.restore_or_none(
+        manager, built.abstract_state(), runner, config.allow_restart_from_scratch
+    )
     if start_step >= num_steps:
         manager.close()
         console.say(f"{workdir}: already finished at step {start_step}, {events.accuracy_summary(workdir_path)}; nothing to do.")

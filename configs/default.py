@@ -121,6 +121,7 @@ def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
     c.num_eval_examples = 0  # > 0 evaluates on the first N only (quick checks); 0: the whole split.
     c.skip_nonfinite_steps = False  # False: a non-finite loss/gradient stops the run; True: skip and count.
     c.allow_config_change = False  # True: resume a workdir whose saved config differs from this one.
+    c.allow_restart_from_scratch = False  # True: start again from step 0 where every checkpoint was set aside.
 
     apply_scale_args(c, parse_args(arg_string))
     return c

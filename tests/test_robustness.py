@@ -111,6 +111,9 @@ def test_non_finite_steps_can_be_skipped_and_counted(image_folder, tmp_path):
         ({"data_dir": "/nonexistent/images", "allow_config_change": True}, "data_dir '/nonexistent/images' does not exist"),
         ({"num_classes": 10, "allow_config_change": True}, "num_classes=10 but the training data has 4 classes"),
         ({"ablation": "bn_x5"}, "holds a run with a different config .*ablation: saved 'bn_x30', now 'bn_x5'.*allow_config_change"),
+        ({"seed": -1}, r"seed=-1 must be >= 0"),
+        ({"base_learning_rate": float("inf")}, r"base_learning_rate=inf must be a finite number"),
+        ({"model": {**tiny_config("x").model, "bn_momentum": float("nan")}}, r"model.bn_momentum=nan must be a finite number"),
     ],
 )
 def test_bad_input_fails_before_work_and_touches_nothing(image_folder, finished_run, tmp_path, overrides, message):
@@ -132,3 +135,44 @@ def test_unknown_key_or_wrong_type_on_the_command_line_is_refused(image_folder, 
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_workdir_with_a_config_but_no_checkpoint_accepts_a_new_config(image_folder, tmp_path):
+    # A first attempt that failed before its first checkpoint must not lock the workdir to its config.
+    checkpointing.save_workdir_config(tmp_path, robust_config(image_folder, base_learning_rate=0.5))
+    checkpointing.check_workdir_config(tmp_path, robust_config(image_folder))
+    (tmp_path / "checkpoints" / "2").mkdir(parents=True)  # once something is trained, it is locked
+    with pytest.raises(ValueError, match="base_learning_rate: saved 0.5, now 0.045"):
+        checkpointing.check_workdir_config(tmp_path, robust_config(image_folder))
+
+
+def _corrupt(checkpoint):
+    for path in checkpoint.rglob("*"):
+        if path.is_file() and path.parent.name == "d":
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_a_second_unreadable_checkpoint_of_the_same_step_is_set_aside_too(image_folder, finished_run, tmp_path):
+    shutil.copytree(finished_run, tmp_path, dirs_exist_ok=True)
+    abstract, runner = _abstract_state(robust_config(image_folder))
+    for attempt in range(2):  # the same step damaged twice (e.g. re-copied from a bad disk)
+        if attempt:
+            shutil.copytree(finished_run / "checkpoints" / "6", tmp_path / "checkpoints" / "6")
+        _corrupt(tmp_path / "checkpoints" / "6")
+        with checkpointing.create_manager(tmp_path / "checkpoints", 3) as manager:
+            _, step = checkpointing.restore_or_none(manager, abstract, runner)
+        assert step == 4
+    assert sorted(p.name for p in (tmp_path / "corrupt_checkpoints").iterdir()) == ["6", "6.1"]
+
+
+def test_a_run_whose_checkpoints_were_all_set_aside_does_not_restart_silently(image_folder, finished_run, tmp_path):
+    shutil.copytree(finished_run, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "corrupt_checkpoints").mkdir()
+    for checkpoint in (tmp_path / "checkpoints").iterdir():
+        checkpoint.rename(tmp_path / "corrupt_checkpoints" / checkpoint.name)
+    before = snapshot(tmp_path)
+    with pytest.raises(RuntimeError, match=r"holds 2, 4, 6: every checkpoint of this run was set aside.*allow_restart_from_scratch=True"):
+        train.train_and_evaluate(robust_config(image_folder), str(tmp_path))
+    assert snapshot(tmp_path) == before
+    train.train_and_evaluate(robust_config(image_folder, allow_restart_from_scratch=True), str(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2", "4", "6"]

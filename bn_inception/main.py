@@ -9,7 +9,11 @@ import json
 import pathlib
 import sys
 
-from bn_inception import console
+from bn_inception import preemption
+
+preemption.install()  # first: a SIGTERM during the slow imports and compilation below also ends cleanly
+
+from bn_inception import console  # noqa: E402
 
 console.quiet_tensorflow_import(sys.argv)
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,11 +20,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from absl import logging
 from clu import metric_writers, periodic_actions
 
 from bn_inception import (
     batch_norm, checkpointing, config_checks, console, events, input_pipeline, models, optim, parallel, photometric,
+    preemption,
 )
 
 
@@ -262,21 +260,13 @@ def _summarise(history: list[tuple[int, dict[str, np.ndarray]]]) -> dict[str, fl
     return summary
 
 
-class _Preemption:
-    """Turns SIGTERM into a flag the loop polls; all processes agree on it through `runner.any_process`."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        logging.warning("SIGTERM received: saving a checkpoint and stopping.")
-        self.requested = True
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
-    """Trains (or resumes) the run in `workdir` to the configured step; returns the last eval metrics."""
+    """Trains (or resumes) the run in `workdir` to the configured step; returns the last eval metrics.
+
+    SIGTERM (`preemption`) before the first step ends it without writing anything; after it, the run saves
+    the current step, without starting an evaluation, and returns.
+    """
+    preemption.install()
     config_checks.validate(config)
     workdir_path = pathlib.Path(workdir)
     runner = parallel.Runner.create(config)
@@ -303,6 +293,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     built = setup(config, num_train_examples, runner.axis_name)
     steps_per_epoch, num_steps = built.steps_per_epoch, built.num_steps
 
+    if runner.any_process(preemption.requested()):
+        console.say("Stopped by SIGTERM before training started: nothing new to save.")
+        return {}
     manager = checkpointing.create_manager(workdir_path / "checkpoints", config.keep_checkpoints)
     state, start_step = checkpointing.restore_or_none(
         manager, built.abstract_state(), runner, config.allow_restart_from_scratch
@@ -359,7 +352,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
     progress = _Progress(start_step, num_steps, config.global_batch_size)
-    preemption = _Preemption()
     pending: list[tuple[int, Any]] = []  # (step, device metrics) not yet fetched
     fetched: list[tuple[int, dict[str, np.ndarray]]] = []  # (step, host metrics) since the last log
     eval_metrics: dict[str, float] = {}
@@ -371,7 +363,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 step += 1
                 pending.append((step, metrics))
                 report_progress(step)
-                stop = runner.any_process(preemption.requested)
+                stop = runner.any_process(preemption.requested())
                 save = stop or step % config.checkpoint_every_steps == 0 or step % config.eval_every_steps == 0
                 if save or step % config.log_every_steps == 0 or step == num_steps:
                     fetched += [(s, runner.to_host(m)) for s, m in pending]
@@ -383,7 +375,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     console.say(progress.line(step, summary))
                     fetched = []
                 metrics_for_checkpoint = None
-                if step % config.eval_every_steps == 0 or step == num_steps:
+                if (step % config.eval_every_steps == 0 or step == num_steps) and not stop:  # stopping: save first
                     began = time.time()
                     with report_progress.timed("eval"):
                         eval_metrics = run_evaluation(step)

@@ -2,14 +2,16 @@
 
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
 import pytest
 
-from bn_inception import checkpointing, events, parallel, train
+from bn_inception import checkpointing, events, parallel, preemption, train
 from tests.fixtures import write_image_folder
 from tests.test_train import REPO, _env, tiny_config
 
@@ -176,3 +178,44 @@ def test_a_run_whose_checkpoints_were_all_set_aside_does_not_restart_silently(im
     assert snapshot(tmp_path) == before
     train.train_and_evaluate(robust_config(image_folder, allow_restart_from_scratch=True), str(tmp_path))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2", "4", "6"]
+
+
+@pytest.fixture
+def clean_preemption():
+    preemption.reset()
+    yield
+    preemption.reset()
+
+
+def test_preemption_saves_the_step_without_starting_an_evaluation(image_folder, tmp_path, monkeypatch, clean_preemption):
+    # SIGTERM arriving once training is under way, with an evaluation due at that very step: the checkpoint is
+    # written at once (a grace period may not cover a 50,000-image evaluation) and no evaluation starts.
+    restore = checkpointing.restore_or_none
+
+    def restore_then_sigterm(*args, **kwargs):
+        result = restore(*args, **kwargs)
+        preemption.request()
+        return result
+
+    monkeypatch.setattr(checkpointing, "restore_or_none", restore_then_sigterm)
+    train.train_and_evaluate(robust_config(image_folder, eval_every_steps=1, checkpoint_every_steps=100), str(tmp_path))
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1"]
+    assert "eval/top1_accuracy" not in events.read_scalars(tmp_path)
+
+
+def test_sigterm_before_training_starts_writes_nothing(image_folder, tmp_path, clean_preemption):
+    preemption.request()
+    assert train.train_and_evaluate(robust_config(image_folder), str(tmp_path / "run")) == {}
+    assert not (tmp_path / "run").exists()
+
+
+def test_sigterm_during_start_up_exits_0(image_folder, tmp_path):
+    command = [sys.executable, "-m", "bn_inception.main", "--config=configs/bn_x30.py:tiny",
+               f"--workdir={tmp_path / 'run'}", f"--config.data_dir={image_folder}", "--config.num_classes=4"]
+    process = subprocess.Popen(command, cwd=REPO, env=_env(8), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # inside the imports (they take several seconds): before any step could run
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "SIGTERM received" in stderr
+    assert "Stopped by SIGTERM before training started" in stdout or "Preempted at step" in stdout

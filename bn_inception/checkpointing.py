@@ -19,6 +19,7 @@ from bn_inception import parallel
 
 BEST_METRIC = "eval/top1_accuracy"
 CONFIG_FILE = "config.json"
+CLASSES_FILE = "classes.json"  # the training split's class names: label k of the run is entry k
 SET_ASIDE = "corrupt_checkpoints"  # beside checkpoints/: unreadable checkpoints, moved there, never deleted
 
 
@@ -163,6 +164,21 @@ def save_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDict
     tmp = workdir / (CONFIG_FILE + ".tmp")
     tmp.write_text(json.dumps(_flat(config), indent=1, sort_keys=True))
     os.replace(tmp, workdir / CONFIG_FILE)
+
+
+def save_workdir_classes(workdir: pathlib.Path, class_names: tuple[str, ...]) -> None:
+    """Writes the run's class list (process 0, atomically), so that evaluation labels images as training did."""
+    if jax.process_index() != 0:
+        return
+    tmp = workdir / (CLASSES_FILE + ".tmp")
+    tmp.write_text(json.dumps(list(class_names)))
+    os.replace(tmp, workdir / CLASSES_FILE)
+
+
+def load_workdir_classes(workdir: pathlib.Path) -> list[str] | None:
+    """The class list a run saved, or None for a run that saved none."""
+    path = pathlib.Path(workdir) / CLASSES_FILE
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def load_workdir_config(workdir: pathlib.Path) -> ml_collections.ConfigDict:

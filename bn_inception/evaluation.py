@@ -25,6 +25,7 @@ class Member:
     config: ml_collections.ConfigDict
     model: nn.Module
     variables: dict[str, Any]
+    class_names: list[str] | None  # the run's training classes (None: a run that saved none)
 
 
 def load_member(workdir: str, step: int | None = None) -> Member:
@@ -46,7 +47,8 @@ def load_member(workdir: str, step: int | None = None) -> Member:
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runner.state_sharding), abstract)
         state = manager.restore(step, args=checkpointing.ocp.args.StandardRestore(target))
     params = state.ema_params if state.ema_params else state.params
-    return Member(workdir, step, config, built.model, {"params": params, "batch_stats": state.batch_stats})
+    return Member(workdir, step, config, built.model, {"params": params, "batch_stats": state.batch_stats},
+                  checkpointing.load_workdir_classes(pathlib.Path(workdir)))
 
 
 def recalibrate(member: Member, num_batches: int) -> None:
@@ -88,9 +90,14 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
         if m.config.image_size != first.image_size or m.config.num_classes != first.num_classes:
             raise ValueError(f"{m.workdir} has image_size/num_classes {m.config.image_size}/{m.config.num_classes}, "
                              f"but {members[0].workdir} has {first.image_size}/{first.num_classes}: not one ensemble.")
+    for m in members[1:]:
+        if m.class_names != members[0].class_names:
+            raise ValueError(f"{m.workdir} was trained on the classes {m.class_names}, {members[0].workdir} on "
+                             f"{members[0].class_names}: not one ensemble.")
     check_batch_size(batch_size)
     source = input_pipeline.make_source(first, first.eval_split, jax.process_index(), jax.process_count(),
-                                        block=batch_size // jax.process_count(), limit=first.num_eval_examples)
+                                        block=batch_size // jax.process_count(), limit=first.num_eval_examples,
+                                        classes=members[0].class_names)
     cfg = input_pipeline.InputConfig.from_config(first)
     runner = parallel.Runner.over_all_devices()
 

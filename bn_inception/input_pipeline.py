@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import os
 import pathlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import ml_collections
 import numpy as np
@@ -31,25 +31,39 @@ class Source:
 
     num_examples: int  # in the whole split, over all processes
     num_classes: int
+    class_names: tuple[str, ...]  # label k is class_names[k] (folder names, or tfds' label names)
     epoch: Callable[[int, bool], tf.data.Dataset]
     describe: Callable[[int], str]  # example index -> a name a person can find (its file, for folders)
 
 
 def folder_source(
-    root: str, split: str, process_index: int, process_count: int, seed: int, block: int, limit: int = 0
+    root: str, split: str, process_index: int, process_count: int, seed: int, block: int, limit: int = 0,
+    classes: Sequence[str] | None = None, allow_missing_classes: bool = False,
 ) -> Source:
-    """An ImageFolder split `root/split/<class>/<image>`; classes are numbered in sorted order.
+    """An ImageFolder split `root/split/<class>/<image>`.
 
-    Each epoch's order is dealt to the processes in consecutive blocks of `block` examples (the
-    per-process batch), so a step's global batch holds the same examples in the same order whatever
-    the number of processes.
+    Labels number `classes` (the training split's class list, so that every split labels a class alike),
+    or, without it, this split's class folders in sorted order. A class folder that is not in `classes` is
+    an error; so is a class of `classes` that the split lacks, unless `allow_missing_classes`. Each epoch's
+    order is dealt to the processes in consecutive blocks of `block` examples (the per-process batch), so a
+    step's global batch holds the same examples in the same order whatever the number of processes.
     """
     split_dir = pathlib.Path(root) / split
     if not split_dir.is_dir():
         raise FileNotFoundError(f"data_dir {root!r} has no split folder {split!r}; expected {split_dir}/<class>/*.JPEG.")
-    classes = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    present = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
+    classes = list(present if classes is None else classes)
+    unknown, missing = sorted(set(present) - set(classes)), sorted(set(classes) - set(present))
+    if unknown or (missing and not allow_missing_classes):
+        raise ValueError(
+            f"{split_dir} has the classes {present}, but the run's classes (its training split's) are {classes}: "
+            + (f"{unknown} unknown to training" if unknown else f"{missing} missing (pass "
+               "--config.allow_missing_eval_classes=True to evaluate on a subset)") + "."
+        )
     paths, labels = [], []
     for label, name in enumerate(classes):
+        if name not in present:
+            continue
         files = sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
         paths += [str(f) for f in files]
         labels += [label] * len(files)
@@ -67,7 +81,7 @@ def folder_source(
         ds = tf.data.Dataset.from_tensor_slices((paths_arr[mine], labels_arr[mine], mine))
         return ds.map(lambda p, y, i: (tf.io.read_file(p), y, i), num_parallel_calls=tf.data.AUTOTUNE)
 
-    return Source(n, len(classes), epoch, describe=lambda index: str(paths_arr[index]))
+    return Source(n, len(classes), tuple(classes), epoch, describe=lambda index: str(paths_arr[index]))
 
 
 def tfds_source(
@@ -103,8 +117,9 @@ def tfds_source(
             ds = ds.shuffle(shuffle_buffer, seed=_epoch_seed(seed, e), reshuffle_each_iteration=False)
         return ds
 
-    num_classes = builder.info.features["label"].num_classes
-    return Source(num_examples, num_classes, epoch, describe=lambda index: f"tfds {name} {split} example {index}")
+    label = builder.info.features["label"]
+    return Source(num_examples, label.num_classes, tuple(label.names), epoch,
+                  describe=lambda index: f"tfds {name} {split} example {index}")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -224,13 +239,18 @@ def synthetic_batches(image_size: int, num_classes: int, local_batch: int, seed:
         yield batch
 
 
-def make_source(config: ml_collections.ConfigDict, split: str, process_index: int, process_count: int, block: int, limit: int = 0) -> Source:
-    """The source a config names: its `data_dir` folder if set, else the tfds dataset `config.dataset`."""
+def make_source(
+    config: ml_collections.ConfigDict, split: str, process_index: int, process_count: int, block: int, limit: int = 0,
+    classes: Sequence[str] | None = None,
+) -> Source:
+    """The source a config names: its `data_dir` folder if set, else the tfds dataset `config.dataset`.
+    `classes`: the run's class list (its training split's) that a folder split's labels must follow."""
     if config.data_dir:
         if not os.path.isdir(config.data_dir):
             raise FileNotFoundError(f"data_dir {config.data_dir!r} does not exist (expected an ImageFolder root).")
         folder_split = "val" if split == "validation" and not (pathlib.Path(config.data_dir) / split).is_dir() else split
-        return folder_source(config.data_dir, folder_split, process_index, process_count, config.seed, block, limit)
+        return folder_source(config.data_dir, folder_split, process_index, process_count, config.seed, block, limit,
+                             classes, config.get("allow_missing_eval_classes", False))
     return tfds_source(
         config.dataset, split, config.tfds_data_dir, process_index, process_count, config.seed,
         config.shuffle_buffer, limit,

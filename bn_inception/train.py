@@ -283,7 +283,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
         eval_source = input_pipeline.make_source(
             config, config.eval_split, jax.process_index(), jax.process_count(), local_eval_batch,
-            limit=config.num_eval_examples,
+            limit=config.num_eval_examples, classes=train_source.class_names,
         )
         num_train_examples = train_source.num_examples
         if train_source.num_classes != config.num_classes:
@@ -308,6 +308,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state = runner.put_state(built.initial_state())
         start_step = 0
     checkpointing.save_workdir_config(workdir_path, config)
+    if not config.synthetic_data:
+        checkpointing.save_workdir_classes(workdir_path, train_source.class_names)
     console.say(
         f"{config.ablation}: {'starting' if start_step == 0 else 'resuming at step ' + str(start_step)}, "
         f"{num_steps} steps of {config.global_batch_size} ({steps_per_epoch} per epoch) on {jax.device_count()} "

@@ -118,6 +118,8 @@ def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
     # from this many training batches with the weights frozen; eval/* then uses them and the moving
     # averages are evaluated too, as eval_moving_average/*. 0: eval/* uses the moving averages.
     c.eval_recalibrate_batches = 0
+    # True: a validation folder may lack some of the training classes (labels keep the training numbering).
+    c.allow_missing_eval_classes = False
     c.num_eval_examples = 0  # > 0 evaluates on the first N only (quick checks); 0: the whole split.
     c.skip_nonfinite_steps = False  # False: a non-finite loss/gradient stops the run; True: skip and count.
     c.allow_config_change = False  # True: resume a workdir whose saved config differs from this one.

@@ -106,6 +106,9 @@ def test_evaluate_command_writes_json_and_refuses_mismatched_checkpoints(trained
     result = subprocess.run(command, cwd=REPO, env=_env(8), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
+    # the run stored its training class list; evaluation labels by it
+    assert json.loads((workdir / "classes.json").read_text()) == [f"class_{k}" for k in range(4)]
+    assert evaluation.load_member(str(workdir)).class_names == [f"class_{k}" for k in range(4)]
     assert set(results) >= {"top1_error", "top5_error", "num_examples", "crops", "checkpoints", "num_classes"}
     # A folder of 4 generated classes is not ImageNet: no paper row, and the reason instead.
     assert "36 images of folder" in result.stdout and "(4 classes, 32px)" in result.stdout

@@ -46,3 +46,25 @@ def test_an_undecodable_image_is_named(folder, tmp_path):
     with pytest.raises(ValueError, match=f"Cannot decode {bad_file} \\(epoch 0\\): not a valid JPEG"):
         for _ in input_pipeline.train_batches(source, CFG, 4, steps_per_epoch=4, start_step=0):
             pass
+
+
+def test_validation_classes_follow_the_training_class_list(tmp_path):
+    # train {0, 1, 2, 3}, val without class_1: val's class_2 must keep label 2 (numbered alone it became 1).
+    write_image_folder(tmp_path, {"train": 1, "val": 2})
+    for name in ("0000.JPEG", "0001.JPEG"):
+        (tmp_path / "val" / "class_1" / name).unlink()
+    (tmp_path / "val" / "class_1").rmdir()
+    train = input_pipeline.folder_source(str(tmp_path), "train", 0, 1, seed=0, block=4)
+    assert train.class_names == ("class_0", "class_1", "class_2", "class_3")
+    with pytest.raises(ValueError, match=r"has the classes \['class_0', 'class_2', 'class_3'\], but the run's classes .* "
+                                         r"\['class_1'\] missing .*allow_missing_eval_classes=True"):
+        input_pipeline.folder_source(str(tmp_path), "val", 0, 1, seed=0, block=4, classes=train.class_names)
+    val = input_pipeline.folder_source(str(tmp_path), "val", 0, 1, seed=0, block=4, classes=train.class_names,
+                                       allow_missing_classes=True)
+    labels = np.concatenate([b["label"][b["mask"] == 1] for b in input_pipeline.eval_batches(val, CFG, 4, 1)])
+    assert sorted(labels.tolist()) == [0, 0, 2, 2, 3, 3] and val.num_classes == 4
+    (tmp_path / "val" / "class_9").mkdir()
+    (tmp_path / "val" / "class_0" / "0000.JPEG").rename(tmp_path / "val" / "class_9" / "0000.JPEG")
+    with pytest.raises(ValueError, match=r"\['class_9'\] unknown to training"):
+        input_pipeline.folder_source(str(tmp_path), "val", 0, 1, seed=0, block=4, classes=train.class_names,
+                                     allow_missing_classes=True)

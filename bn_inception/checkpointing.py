@@ -15,7 +15,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from bn_inception import parallel
+from bn_inception import console, parallel
 
 BEST_METRIC = "eval/top1_accuracy"
 CONFIG_FILE = "config.json"
@@ -141,7 +141,13 @@ def check_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDic
     saved = json.loads(saved_path.read_text())
     ours = _flat(config)
     ignored = {"allow_config_change", "allow_restart_from_scratch"}
-    diff = sorted(k for k in set(saved) | set(ours) if k not in ignored and saved.get(k) != ours.get(k))
+    # Keys this code has and the saved run does not were added since the run started: a newer version of the
+    # code resumes it, with those keys at their current values (said, not refused).
+    added = sorted(set(ours) - set(saved) - ignored)
+    if added:
+        console.say(f"{workdir}: config keys new since this run was saved, at their current values: "
+                    + ", ".join(f"{k}={ours[k]!r}" for k in added))
+    diff = sorted(k for k in set(saved) | set(ours) if k not in ignored and k not in added and saved.get(k) != ours.get(k))
     if diff:
         details = "; ".join(f"{k}: saved {saved.get(k)!r}, now {ours.get(k)!r}" for k in diff)
         raise ValueError(

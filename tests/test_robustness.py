@@ -1,5 +1,6 @@
 """Never lose a run: exact resume, corrupt checkpoints, non-finite steps, and bad input refused up front."""
 
+import json
 import pathlib
 import shutil
 import signal
@@ -219,3 +220,14 @@ def test_sigterm_during_start_up_exits_0(image_folder, tmp_path):
     assert process.returncode == 0, stderr[-3000:]
     assert "SIGTERM received" in stderr
     assert "Stopped by SIGTERM before training started" in stdout or "Preempted at step" in stdout
+
+
+def test_a_run_saved_before_a_config_key_existed_resumes_with_the_key_named(image_folder, tmp_path, capsys):
+    config = robust_config(image_folder)
+    checkpointing.save_workdir_config(tmp_path, config)
+    (tmp_path / "checkpoints" / "2").mkdir(parents=True)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["allow_missing_eval_classes"]  # as written by the code before that key was added
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    checkpointing.check_workdir_config(tmp_path, config)
+    assert "config keys new since this run was saved, at their current values: allow_missing_eval_classes=False" in capsys.readouterr().out

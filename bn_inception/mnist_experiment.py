@@ -93,7 +93,7 @@ def plot_figure1(results: dict[str, dict[str, list]], path: pathlib.Path) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.3))
     for name, label, style in (("baseline", "Without BN", "--"), ("bn", "With BN", "-")):
         axes[0].plot(results[name]["step"], results[name]["test_accuracy"], style, label=label)
     axes[0].set(title="(a) test accuracy", xlabel="training steps", ylabel="test accuracy")
@@ -108,7 +108,7 @@ def plot_figure1(results: dict[str, dict[str, list]], path: pathlib.Path) -> Non
         ax.set(title=f"{title}: input to one last-layer sigmoid", xlabel="training steps",
                ylabel="sigmoid input (percentiles over test images)",
                ylim=(everything.min() - margin, everything.max() + margin))
-        ax.legend(fontsize=8, loc="best", framealpha=0.6)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=3)  # below: hides no line
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

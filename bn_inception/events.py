@@ -24,10 +24,15 @@ def read_scalars(run_dir: str | pathlib.Path) -> dict[str, list[tuple[int, float
     return {tag: sorted(points.items()) for tag, points in scalars.items()}
 
 
-def accuracy_summary(run_dir: str | pathlib.Path, tag: str = "eval/top1_accuracy") -> str:
-    """'final eval top-1 55.6% (best 56.0% at step 1350)' from a run's events, or 'no evaluation yet'."""
-    curve = read_scalars(run_dir).get(tag, [])
+def accuracy_summary(run_dir: str | pathlib.Path) -> str:
+    """'final eval top-1 55.6% / top-5 91.0% (step 1500); best top-1 56.0% at step 1350' from a run's events,
+    or 'no evaluation yet'."""
+    scalars = read_scalars(run_dir)
+    curve, top5 = scalars.get("eval/top1_accuracy", []), dict(scalars.get("eval/top5_accuracy", []))
     if not curve:
         return "no evaluation yet"
+    last_step, last = curve[-1]
     best_step, best = max(curve, key=lambda point: (point[1], -point[0]))
-    return f"final eval top-1 {100 * curve[-1][1]:.1f}% (best {100 * best:.1f}% at step {best_step})"
+    final_top5 = f" / top-5 {100 * top5[last_step]:.1f}%" if last_step in top5 else ""
+    return (f"final eval top-1 {100 * last:.1f}%{final_top5} (step {last_step}); "
+            f"best top-1 {100 * best:.1f}% at step {best_step}")

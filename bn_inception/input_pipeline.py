@@ -179,11 +179,11 @@ def _naming_undecodable(
         except tf.errors.InvalidArgumentError:
             for jpeg, _, index in source.epoch(epoch, shuffle).skip(position).take(batch_size):
                 try:
-                    tf.io.decode_jpeg(jpeg, channels=3)
+                    tf.io.decode_image(jpeg, channels=3, expand_animations=False)
                 except tf.errors.InvalidArgumentError:
                     raise ValueError(
-                        f"Cannot decode {source.describe(int(index))} (epoch {epoch}): not a valid JPEG. "
-                        "Replace or remove it."
+                        f"Cannot decode {source.describe(int(index))} (epoch {epoch}): not a valid JPEG, PNG, GIF "
+                        "or BMP image. Replace or remove it."
                     ) from None
             raise
         position += batch_size

@@ -35,10 +35,11 @@ def to_uint8(image: tf.Tensor) -> tf.Tensor:
     return tf.cast(image + 0.5, tf.uint8)
 
 
-def crop_window(jpeg: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """The Inception crop: [top, left, height, width] covering 8%-100% of the area, aspect ratio 3/4-4/3."""
+def crop_window(image_shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """The Inception crop of an image of `image_shape` (height, width, channels): [top, left, height, width]
+    covering 8%-100% of the area, aspect ratio 3/4-4/3."""
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.image.extract_jpeg_shape(jpeg),
+        image_shape,
         bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=(1, 1, 4)),
         seed=seed,
         min_object_covered=0.1,
@@ -48,6 +49,22 @@ def crop_window(jpeg: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         use_image_if_no_bounding_boxes=True,
     )
     return tf.stack([begin[0], begin[1], size[0], size[1]])
+
+
+def decode_crop(encoded: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """The Inception crop of one encoded image, decoded to uint8 RGB. A JPEG (CMYK and greyscale ones too)
+    decodes only its crop; any other format TensorFlow reads (PNG, GIF, BMP: ILSVRC2012's train set holds a
+    PNG under a .JPEG name) is decoded whole and then cropped by the same rule."""
+
+    def jpeg() -> tf.Tensor:
+        return tf.io.decode_and_crop_jpeg(encoded, crop_window(tf.image.extract_jpeg_shape(encoded), seed), channels=3)
+
+    def other() -> tf.Tensor:
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        window = crop_window(tf.shape(image), seed)
+        return tf.slice(image, tf.stack([window[0], window[1], 0]), tf.stack([window[2], window[3], 3]))
+
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
 
 
 def train_image(jpeg: tf.Tensor, size: int, distortion: str, seed_parts: tuple) -> tuple[tf.Tensor, tf.Tensor]:
@@ -60,7 +77,7 @@ def train_image(jpeg: tf.Tensor, size: int, distortion: str, seed_parts: tuple) 
     if distortion not in DISTORTIONS:
         raise ValueError(f"distortion={distortion!r}; expected one of {sorted(DISTORTIONS)}.")
     crop_seed, flip_and_color_seed = tf.unstack(tf.random.experimental.stateless_split(_seed(seed_parts), 2))
-    image = tf.io.decode_and_crop_jpeg(jpeg, crop_window(jpeg, crop_seed), channels=3)
+    image = decode_crop(jpeg, crop_seed)
     image = to_uint8(tf.image.resize(image, (size, size), antialias=False))
     strength = DISTORTIONS[distortion]
     ranges = tf.constant([1.0] + [strength[name] for name in photometric.PARAMETERS], tf.float32)

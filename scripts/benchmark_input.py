@@ -45,7 +45,7 @@ def central(jpeg: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
 
 def inception_crop(jpeg: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
     """Reference: decode only a random Inception crop (the training crop's distribution), resize."""
-    window = preprocessing.crop_window(jpeg, tf.stack([tf.constant(0, tf.int64), index]))
+    window = preprocessing.crop_window(tf.image.extract_jpeg_shape(jpeg), tf.stack([tf.constant(0, tf.int64), index]))
     image = tf.io.decode_and_crop_jpeg(jpeg, window, channels=3)
     return tf.image.resize(image, (FLAGS.image_size, FLAGS.image_size), antialias=False)
 

@@ -1,11 +1,16 @@
 """The input pipeline: every example once per epoch, disjoint process shares, bad images named."""
 
+import itertools
+import pathlib
+
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from bn_inception import input_pipeline
 from tests.fixtures import write_image_folder
 
+DATA = pathlib.Path(__file__).resolve().parent / "data"
 CFG = input_pipeline.InputConfig(image_size=32, eval_resize=37, distortion="reduced", seed=0)
 
 
@@ -68,3 +73,22 @@ def test_validation_classes_follow_the_training_class_list(tmp_path):
     with pytest.raises(ValueError, match=r"\['class_9'\] unknown to training"):
         input_pipeline.folder_source(str(tmp_path), "val", 0, 1, seed=0, block=4, classes=train.class_names,
                                      allow_missing_classes=True)
+
+
+def test_a_png_named_jpeg_and_a_cmyk_jpeg_train_and_evaluate(tmp_path):
+    # ILSVRC2012's train set holds one PNG and a few CMYK JPEGs under .JPEG names; both must decode, cropped by
+    # the same rule as any JPEG. tests/data/cmyk.jpg is a 30x24 CMYK JPEG (made with Pillow, Adobe markers).
+    root = write_image_folder(tmp_path, {"train": 2, "val": 2})
+    png = tf.io.encode_png(np.full((30, 40, 3), 128, np.uint8)).numpy()
+    assert png[:4] == b"\x89PNG"
+    for split in ("train", "val"):
+        (root / split / "class_0" / "0000.JPEG").write_bytes(png)
+        (root / split / "class_1" / "0000.JPEG").write_bytes((DATA / "cmyk.jpg").read_bytes())
+    source = input_pipeline.folder_source(str(root), "train", 0, 1, seed=0, block=4)
+    batches = list(itertools.islice(input_pipeline.train_batches(source, CFG, 4, steps_per_epoch=2, start_step=0), 4))
+    assert all(b["image"].shape == (4, 32, 32, 3) for b in batches)
+    seen = [image for batch in batches for image in batch["image"]]
+    assert any(np.all(np.abs(image.astype(int) - 128) <= 1) for image in seen)  # the grey PNG, cropped and resized
+    val = input_pipeline.folder_source(str(root), "val", 0, 1, seed=0, block=4)
+    masks = [b["mask"] for b in input_pipeline.eval_batches(val, CFG, 4, 1)]
+    assert sum(m.sum() for m in masks) == 8

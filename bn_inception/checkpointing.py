@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import zlib
 from typing import Any
 
 import flax
 import jax
+import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 import ml_collections
@@ -20,6 +22,7 @@ from bn_inception import console, parallel
 BEST_METRIC = "eval/top1_accuracy"
 CONFIG_FILE = "config.json"
 CLASSES_FILE = "classes.json"  # the training split's class names: label k of the run is entry k
+CHECKSUMS = "checkpoint_checksums"  # beside checkpoints/: <step>.json, the crc32 of every array saved
 SET_ASIDE = "corrupt_checkpoints"  # beside checkpoints/: unreadable checkpoints, moved there, never deleted
 
 
@@ -38,8 +41,41 @@ def create_manager(directory: pathlib.Path, keep: int) -> ocp.CheckpointManager:
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, metrics: dict[str, float] | None) -> None:
-    """Saves asynchronously; orbax writes to a temporary folder and renames it, so a crash keeps the last one."""
+    """Saves asynchronously; orbax writes to a temporary folder and renames it, so a crash keeps the last one.
+    The checksum of every array is recorded first (`checksums`), to be verified when it is restored."""
+    if jax.process_index() == 0:
+        path = _checksum_path(manager, step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(checksums(state), indent=0, sort_keys=True))
+        os.replace(tmp, path)
     manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+
+
+def checksums(state: Any) -> dict[str, str]:
+    """{array name: "crc32:<hex>:<dtype><shape>"} of a state's arrays, from this process's copy of each."""
+    def one(x: Any) -> str:
+        array = np.asarray(x.addressable_data(0) if isinstance(x, jax.Array) else x)
+        return f"crc32:{zlib.crc32(np.ascontiguousarray(array).view(np.uint8)):08x}:{array.dtype}{list(array.shape)}"
+
+    return {name: one(leaf) for name, leaf in _leaf_names(state).items()}
+
+
+def _checksum_path(manager: ocp.CheckpointManager, step: int) -> pathlib.Path:
+    return pathlib.Path(manager.directory).parent / CHECKSUMS / f"{step}.json"
+
+
+def verify_checksums(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
+    """Raises ValueError naming the first array of a restored state whose checksum differs from the one
+    recorded when it was saved (checkpoints saved without a record are not checked)."""
+    path = _checksum_path(manager, step)
+    if not path.exists():
+        return
+    recorded, restored = json.loads(path.read_text()), checksums(state)
+    wrong = sorted(k for k in recorded if recorded[k] != restored.get(k))
+    if wrong:
+        raise ValueError(f"Checkpoint {manager.directory}/{step} is silently corrupt: {len(wrong)} arrays differ from "
+                         f"their checksums at saving, first {wrong[0]} ({restored.get(wrong[0])} now, {recorded[wrong[0]]} saved).")
 
 
 def _leaf_names(tree: Any) -> dict[str, Any]:
@@ -97,6 +133,7 @@ def restore_or_none(
         try:
             check_shapes(manager, step, abstract_state)
             state = manager.restore(step, args=ocp.args.StandardRestore(target))
+            verify_checksums(manager, step, state)
         except ValueError as error:
             if "does not match the model config" in str(error):
                 raise

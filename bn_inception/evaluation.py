@@ -46,6 +46,7 @@ def load_member(workdir: str, step: int | None = None) -> Member:
         checkpointing.check_shapes(manager, step, abstract)
         target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runner.state_sharding), abstract)
         state = manager.restore(step, args=checkpointing.ocp.args.StandardRestore(target))
+        checkpointing.verify_checksums(manager, step, state)
     params = state.ema_params if state.ema_params else state.params
     return Member(workdir, step, config, built.model, {"params": params, "batch_stats": state.batch_stats},
                   checkpointing.load_workdir_classes(pathlib.Path(workdir)))

@@ -231,3 +231,22 @@ def test_a_run_saved_before_a_config_key_existed_resumes_with_the_key_named(imag
     (tmp_path / "config.json").write_text(json.dumps(saved))
     checkpointing.check_workdir_config(tmp_path, config)
     assert "config keys new since this run was saved, at their current values: allow_missing_eval_classes=False" in capsys.readouterr().out
+
+
+def test_a_silently_corrupt_checkpoint_is_caught_by_its_checksums_and_set_aside(image_folder, finished_run, tmp_path):
+    shutil.copytree(finished_run, tmp_path, dirs_exist_ok=True)
+    recorded = json.loads((tmp_path / "checkpoint_checksums" / "6.json").read_text())
+    state = saved_state(tmp_path, 6)
+    assert recorded == checkpointing.checksums(state) and len(recorded) == len(jax.tree.leaves(state))
+    # Silent corruption: step 6 still reads, but one optimiser array holds other values than were saved
+    # (as flipped bits in an uncompressed stretch of a file would leave it).
+    momentum_path, momentum = next((path, leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(state["opt_state"]))
+    damaged = jax.tree_util.tree_map_with_path(lambda p, x: x + 1e-3 if p == momentum_path else x, state["opt_state"])
+    shutil.rmtree(tmp_path / "checkpoints" / "6")
+    with checkpointing.create_manager(tmp_path / "checkpoints", 3) as manager:  # orbax alone: no new checksums
+        manager.save(6, args=checkpointing.ocp.args.StandardSave(state | {"opt_state": damaged}), force=True)
+        manager.wait_until_finished()
+    abstract, runner = _abstract_state(robust_config(image_folder))
+    with checkpointing.create_manager(tmp_path / "checkpoints", 3) as manager:
+        _, step = checkpointing.restore_or_none(manager, abstract, runner)
+    assert step == 4 and (tmp_path / "corrupt_checkpoints" / "6").is_dir()

@@ -8,19 +8,29 @@ import tensorflow as tf
 
 
 def read_scalars(run_dir: str | pathlib.Path) -> dict[str, list[tuple[int, float]]]:
-    """{tag: [(step, value), ...]} over every event file directly in `run_dir`, sorted by step.
+    """{tag: [(step, value), ...]} over every event file directly in `run_dir` (in the order written), by step.
 
-    A step written twice (a resumed run repeating its last logged steps) keeps its latest value.
+    As TensorBoard does: when a tag's step goes back (a resumed run re-logging the steps after its checkpoint),
+    the points of that tag from that step on are dropped and the new ones kept, so a run that was killed and
+    resumed reads as one run, without the orphaned points the killed process logged past its checkpoint.
     """
     scalars: dict[str, dict[int, float]] = {}
+
+    def add(tag: str, step: int, value: float) -> None:
+        points = scalars.setdefault(tag, {})
+        if points and step <= max(points):
+            for orphan in [s for s in points if s >= step]:
+                del points[orphan]
+        points[step] = value
+
     for path in sorted(pathlib.Path(run_dir).glob("events.out.tfevents.*")):
         for record in tf.data.TFRecordDataset(str(path)):
             event = tf.compat.v1.Event.FromString(record.numpy())
             for value in event.summary.value:
                 if value.HasField("tensor") and value.metadata.plugin_data.plugin_name == "scalars":
-                    scalars.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+                    add(value.tag, event.step, float(tf.make_ndarray(value.tensor)))
                 elif value.HasField("simple_value"):
-                    scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+                    add(value.tag, event.step, value.simple_value)
     return {tag: sorted(points.items()) for tag, points in scalars.items()}
 
 

@@ -371,7 +371,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     fetched += [(s, runner.to_host(m)) for s, m in pending]
                     pending = []
                     _raise_if_nonfinite(fetched, config.skip_nonfinite_steps)
-                if step % config.log_every_steps == 0 or step == num_steps:
+                if step % config.log_every_steps == 0 or step == num_steps or stop:  # a stop logs its steps too
                     summary = _summarise(fetched)
                     writer.write_scalars(step, summary)
                     console.say(progress.line(step, summary))

@@ -201,7 +201,9 @@ def test_preemption_saves_the_step_without_starting_an_evaluation(image_folder, 
     monkeypatch.setattr(checkpointing, "restore_or_none", restore_then_sigterm)
     train.train_and_evaluate(robust_config(image_folder, eval_every_steps=1, checkpoint_every_steps=100), str(tmp_path))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1"]
-    assert "eval/top1_accuracy" not in events.read_scalars(tmp_path)
+    scalars = events.read_scalars(tmp_path)
+    assert "eval/top1_accuracy" not in scalars
+    assert [s for s, _ in scalars["train/loss"]] == [1]  # the preempted step's metrics are written (log every 2)
 
 
 def test_sigterm_before_training_starts_writes_nothing(image_folder, tmp_path, clean_preemption):
@@ -250,3 +252,17 @@ def test_a_silently_corrupt_checkpoint_is_caught_by_its_checksums_and_set_aside(
     with checkpointing.create_manager(tmp_path / "checkpoints", 3) as manager:
         _, step = checkpointing.restore_or_none(manager, abstract, runner)
     assert step == 4 and (tmp_path / "corrupt_checkpoints" / "6").is_dir()
+
+
+def test_a_resumed_run_reads_as_one_run_without_orphaned_points(tmp_path):
+    # The killed process logged steps 1-10 with a checkpoint at 4; the resumed one logs 5-8 again. As in
+    # TensorBoard 2.21 (checked through its scalars data API), steps 9 and 10 are dropped, 5-8 are the new ones.
+    from clu import metric_writers
+
+    for steps, value in ((range(1, 11), None), (range(5, 9), 100.0)):
+        writer = metric_writers.create_default_writer(str(tmp_path), asynchronous=False)
+        for step in steps:
+            writer.write_scalars(step, {"x": value if value is not None else float(step)})
+        writer.close()
+        time.sleep(1.1)  # event files are named by the second they were opened
+    assert events.read_scalars(tmp_path)["x"] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0)] + [(s, 100.0) for s in range(5, 9)]

@@ -35,14 +35,17 @@ def read_scalars(run_dir: str | pathlib.Path) -> dict[str, list[tuple[int, float
 
 
 def accuracy_summary(run_dir: str | pathlib.Path) -> str:
-    """'final eval top-1 55.6% / top-5 91.0% (step 1500); best top-1 56.0% at step 1350' from a run's events,
-    or 'no evaluation yet'."""
+    """'final eval top-1 55.6% / top-5 91.0% (step 1500); best top-1 56.0% at step 1350, top-5 91.2% at step
+    1200' from a run's events, or 'no evaluation yet'."""
     scalars = read_scalars(run_dir)
-    curve, top5 = scalars.get("eval/top1_accuracy", []), dict(scalars.get("eval/top5_accuracy", []))
+    curve, top5 = scalars.get("eval/top1_accuracy", []), scalars.get("eval/top5_accuracy", [])
     if not curve:
         return "no evaluation yet"
     last_step, last = curve[-1]
     best_step, best = max(curve, key=lambda point: (point[1], -point[0]))
-    final_top5 = f" / top-5 {100 * top5[last_step]:.1f}%" if last_step in top5 else ""
-    return (f"final eval top-1 {100 * last:.1f}%{final_top5} (step {last_step}); "
-            f"best top-1 {100 * best:.1f}% at step {best_step}")
+    summary = f"final eval top-1 {100 * last:.1f}%"
+    if top5:
+        best5_step, best5 = max(top5, key=lambda point: (point[1], -point[0]))
+        summary += f" / top-5 {100 * dict(top5).get(last_step, float('nan')):.1f}%"
+    summary += f" (step {last_step}); best top-1 {100 * best:.1f}% at step {best_step}"
+    return summary + (f", top-5 {100 * best5:.1f}% at step {best5_step}" if top5 else "")

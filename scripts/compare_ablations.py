@@ -66,10 +66,15 @@ def load_run(run_dir: pathlib.Path) -> dict:
     }
 
 
+# Groups are listed in the paper's order (Figure 3's table, then the controls), other labels after them.
+ORDER = ("inception", "bn_baseline", "bn_x5", "bn_x30", "bn_x5_sigmoid", "inception_sigmoid", "inception_x5",
+         "inception_x30")
+
+
 def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
-    """Runs by label, in order of first appearance."""
+    """Runs by label: the paper's order first (`ORDER`), then other labels in order of first appearance."""
     groups: dict[str, list[dict]] = {}
-    for run in runs:
+    for run in sorted(runs, key=lambda r: ORDER.index(r["label"]) if r["label"] in ORDER else len(ORDER)):
         groups.setdefault(run["label"], []).append(run)
     return groups
 
@@ -106,8 +111,8 @@ def figure3_rows(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
         notes.append(f"No run labelled '{BASELINE}' with {TAG}: steps to the baseline's accuracy and speed-ups "
                      "cannot be computed.")
     else:
-        notes.append(f"Threshold: Inception's maximum validation top-1, {100 * threshold:.2f}% (mean of "
-                     f"{len(baseline)} seed{'s' * (len(baseline) > 1)}' maxima).")
+        notes.append(f"Threshold: Inception's maximum validation top-1, {100 * threshold:.2f}% ("
+                     + (f"mean of {len(baseline)} seeds' maxima)." if len(baseline) > 1 else "one seed)."))
         gains = [plateau_gain(r["curve"]) for r in baseline]
         met = statistics.fmean(gains) < PLATEAU_POINTS
         notes.append(f"Plateau check: Inception gained {statistics.fmean(gains):.2f} points in the last "

@@ -72,7 +72,7 @@ def test_seeds_are_grouped_into_means_ranges_and_per_seed_steps(tmp_path):
     (tmp_path / "c0" / "diverged.txt").write_text("non-finite loss or gradient at step 120\n")
     loaded = [compare_ablations.load_run(r) for r in runs]
     rows = {r["run"]: r for r in compare_ablations.write_outputs(loaded, tmp_path / "out")}
-    assert list(rows) == ["inception", "bn_x30", "inception_x30"]
+    assert list(rows) == ["inception", "bn_x30", "inception_x30"]  # the paper's order
     assert rows["inception"]["reached"] == "1/2" and rows["inception"]["paper_steps_to_baseline_best"] == 200
     x30 = rows["bn_x30"]
     assert (x30["steps_to_baseline_best"], x30["steps_to_baseline_best_min"], x30["steps_to_baseline_best_max"]) == (75, 50, 100)

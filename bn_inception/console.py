@@ -83,10 +83,11 @@ def duration(seconds: float) -> str:
 
 def fail(error: BaseException) -> None:
     """Exits with status 1 and the error in one line (its traceback too with --verbose)."""
-    if FLAGS.is_parsed() and FLAGS.verbose:
+    verbose = FLAGS.is_parsed() and FLAGS.verbose
+    if verbose:
         traceback.print_exception(error)
     message = str(error).strip().replace("\n", " ")
-    hint = "" if FLAGS.is_parsed() and FLAGS.verbose else " (--verbose shows the traceback)"
+    hint = "" if verbose else " (--verbose shows the traceback)"
     print(f"error: {type(error).__name__}: {message}{hint}", file=sys.stderr, flush=True)
     sys.exit(1)
 

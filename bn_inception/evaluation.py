@@ -72,8 +72,7 @@ def recalibrate(member: Member, num_batches: int) -> None:
         began = time.time()
         for k in range(num_batches):
             yield runner.shard_batch(next(batches))
-            if (k + 1) % max(1, num_batches // 10) == 0 or k + 1 == num_batches:
-                console.say(_progress(f"{member.workdir}: Algorithm 2, training batch", k + 1, num_batches, began))
+            _report(f"{member.workdir}: Algorithm 2, training batch", k + 1, num_batches, began)
 
     member.variables["batch_stats"] = batch_norm.population_statistics(moments, member.variables, reported())
 
@@ -91,7 +90,6 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
         if m.config.image_size != first.image_size or m.config.num_classes != first.num_classes:
             raise ValueError(f"{m.workdir} has image_size/num_classes {m.config.image_size}/{m.config.num_classes}, "
                              f"but {members[0].workdir} has {first.image_size}/{first.num_classes}: not one ensemble.")
-    for m in members[1:]:
         if m.class_names != members[0].class_names:
             raise ValueError(f"{m.workdir} was trained on the classes {m.class_names}, {members[0].workdir} on "
                              f"{members[0].class_names}: not one ensemble.")
@@ -128,8 +126,7 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
         probs = sum(f(m.variables, batch["image"]) for f, m in zip(member_probabilities, members)) / len(members)
         for key, v in runner.to_host(hits(probs, batch["label"], batch["mask"])).items():
             totals[key] += float(v)
-        if (k + 1) % max(1, num_batches // 10) == 0 or k + 1 == num_batches:
-            console.say(_progress(f"evaluating {crops} crop{'s' * (crops > 1)}, batch", k + 1, num_batches, began))
+        _report(f"evaluating {crops} crop{'s' * (crops > 1)}, batch", k + 1, num_batches, began)
     count = totals["count"]
     return {
         "top1_error": 1.0 - totals["top1"] / count,
@@ -143,7 +140,9 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
     }
 
 
-def _progress(what: str, done: int, total: int, began: float) -> str:
-    """'evaluating 144 crops, batch 12/62 (19%), ETA 4m10s'."""
+def _report(what: str, done: int, total: int, began: float) -> None:
+    """Says 'evaluating 144 crops, batch 12/62 (19%), ETA 4m10s' at every tenth of `total` and at the end."""
+    if done % max(1, total // 10) and done != total:
+        return
     seconds = time.time() - began
-    return f"{what} {done}/{total} ({100 * done // total}%), ETA {console.duration(seconds * (total - done) / done)}"
+    console.say(f"{what} {done}/{total} ({100 * done // total}%), ETA {console.duration(seconds * (total - done) / done)}")

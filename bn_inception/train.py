@@ -213,7 +213,7 @@ def recalibrated(
 ) -> TrainState:
     """`state` with its BN moving averages replaced by Algorithm 2's population statistics over `batches`
     (device batches), computed by `moments_fn` (a compiled `moments_step`)."""
-    population = batch_norm.population_statistics(lambda s, b: moments_fn(s, b), state, batches)
+    population = batch_norm.population_statistics(moments_fn, state, batches)
     return state.replace(batch_stats=population)
 
 
@@ -430,7 +430,7 @@ class _Progress:
         if self.first is None:
             self.first = (step, now)
         done, seconds = step - self.first[0], now - self.first[1]
-        rate = f"{done * self.global_batch / seconds:,.0f} images/s, ETA {console.duration((self.num_steps - step) * seconds / done)}" if done else "compiling done"
+        rate = f"{done * self.global_batch / seconds:,.0f} images/s, ETA {console.duration((self.num_steps - step) * seconds / done)}" if done else "first interval, compilation included"
         loss = f"loss {summary['train/loss']:.3f}, lr {summary['train/learning_rate']:.3g}, " if "train/loss" in summary else ""
         return f"step {step}/{self.num_steps} ({100 * step // self.num_steps}%): {loss}{rate}"
 

@@ -149,11 +149,11 @@ def apply_scale_args(c: ml_collections.ConfigDict, args: dict[str, str]) -> None
         baseline_epochs = FIG3_BASELINE_STEPS * c.global_batch_size / IMAGENETTE_TRAIN_EXAMPLES
         c.lr_decay_epochs = PAPER_DECAY_EPOCHS * baseline_epochs / PAPER_BASELINE_EPOCHS  # 62 steps
         c.log_every_steps = 50
-        c.eval_every_steps = 150  # the same for every run: steps to a threshold are resolved to 150.
+        c.eval_every_steps = 150  # choice, the same for every run: steps to a threshold are resolved to 150.
         c.checkpoint_every_steps = 150
         c.shuffle_buffer = 2_048
         c.model.bn_momentum = 0.99  # choice: 0.9997 would not settle within a few thousand steps.
-        # Algorithm 2 before every evaluation (20 batches = 40 groups of 32): no moving-average lag.
+        # Choice: Algorithm 2 before every evaluation (20 batches = 40 groups of 32): no moving-average lag.
         c.eval_recalibrate_batches = 20
     if "tiny" in args:
         c.scale = "tiny"

@@ -70,3 +70,21 @@ def test_network_gradients_agree_between_lowerings():
     assert _max_rel_error(grads(nets["cpu"]), grads(nets["xla"])) < 1e-4
     with pytest.raises(ValueError, match="lowering='gpu'"):
         models.BNInception(num_classes=5, width_multiplier=0.125, lowering="gpu").init(jax.random.key(0), x, train=False)
+
+
+def test_bn_relu_network_gradients_agree_between_lowerings_in_float64():
+    # The whole BN-ReLU network (groups of BN statistics, ReLU ties in max pooling) in float64: the CPU
+    # lowerings' hand-written gradients equal XLA's autodiff of lax's convolution and flax's pooling.
+    with jax.enable_x64(True):
+        x = jnp.asarray(np.random.default_rng(3).standard_normal((8, 32, 32, 3)))
+        nets = {name: models.BNInception(num_classes=5, width_multiplier=0.125, bn_group_size=4, lowering=name, dtype=jnp.float64)
+                for name in ("xla", "cpu")}
+        variables = jax.tree.map(lambda v: v.astype(jnp.float64), nets["xla"].init(jax.random.key(0), x, train=False))
+
+        def grads(net):
+            def loss(params):
+                logits, _ = net.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+                return jnp.sum(jax.nn.log_softmax(logits)[:, 2])
+            return jax.jit(jax.grad(loss))(variables["params"])
+
+        assert _max_rel_error(grads(nets["cpu"]), grads(nets["xla"])) < 1e-10

@@ -6,7 +6,7 @@ normalises over mini-batches of 32 examples however many devices train, and infe
 population variance. This module adds exactly that; in the whole-batch case it computes what
 `nn.BatchNorm(use_fast_variance=False)` computes (tests check both agree).
 
-Statistics are always computed in float32 with the two-pass variance E[(x - E[x])^2]: the one-pass form
+Statistics are always computed in float32 (float64 for float64 inputs) with the two-pass variance E[(x - E[x])^2]: the one-pass form
 E[x^2] - E[x]^2 cancels catastrophically for activations with a large mean (google/flax #1491).
 """
 
@@ -26,7 +26,7 @@ MOMENTS = "bn_moments"
 
 
 def _moments(x: jax.Array, reduce_axes: Sequence[int], axis_name: str | None) -> tuple[jax.Array, jax.Array]:
-    """Mean and biased variance over `reduce_axes` (and over `axis_name` devices), two-pass, float32."""
+    """Mean and biased variance over `reduce_axes` (and over `axis_name` devices), two-pass, in x's dtype."""
     mean = jnp.mean(x, axis=reduce_axes, keepdims=True)
     if axis_name is not None:
         mean = jax.lax.pmean(mean, axis_name)
@@ -56,7 +56,8 @@ class BatchNorm(nn.Module):
         Ignored in group mode, where every group must lie on one device.
       momentum: decay of the moving averages that track the population statistics during training.
       epsilon: the eps of Algorithm 1 (the paper gives none; configs choose).
-      dtype: dtype of the output; statistics and normalisation are computed in float32.
+      dtype: dtype of the output; statistics and normalisation are computed in float32
+        (float64 for float64 inputs).
       use_scale, use_bias: learn gamma and beta.
     """
 
@@ -82,7 +83,7 @@ class BatchNorm(nn.Module):
         stats_shape = (1,) * (x.ndim - len(feature_shape)) + feature_shape
         ra_mean = self.variable("batch_stats", "mean", jnp.zeros, feature_shape, jnp.float32)
         ra_var = self.variable("batch_stats", "var", jnp.ones, feature_shape, jnp.float32)
-        x32 = x.astype(jnp.float32)
+        x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
         if use_running_average:
             mean = ra_mean.value.reshape(stats_shape)

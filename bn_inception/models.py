@@ -93,6 +93,28 @@ class ConvUnit(nn.Module):
         return ACTIVATIONS[self.activation](x)
 
 
+class FoldedBatchNorm(nn.Module):
+    """BN at inference (section 3.1) as the fixed affine map it is: y = scale * x + bias, with
+    scale = gamma/sqrt(Var[x]+eps) and bias = beta - scale*E[x] (see `folding.fold_batch_norm`).
+
+    The folded network uses it only where BN normalises per activation (the ensemble members' 5a/5b):
+    there the scale varies with the position, so it cannot go into the convolution's shared kernel. A
+    per-feature-map BN is folded into the kernel and bias of the convolution before it instead.
+    """
+
+    use_running_average: bool = True
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Applies the per-activation scale and bias to `x` of shape (N, H, W, C)."""
+        if not self.use_running_average:
+            raise ValueError("A folded network has no BN statistics to train with; it only infers (train=False).")
+        scale = self.param("scale", nn.initializers.ones, x.shape[1:], jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, x.shape[1:], jnp.float32)
+        return (x.astype(jnp.promote_types(x.dtype, jnp.float32)) * scale + bias).astype(self.dtype or x.dtype)
+
+
 class Inception(nn.Module):
     """One Inception module: 1x1, 3x3, double 3x3 and pool branches, concatenated on channels."""
 
@@ -146,6 +168,9 @@ class BNInception(nn.Module):
         `lowering.max_pool`: the same functions and parameters, with the gradients computed by matrix
         products, slices and pads where XLA:CPU's own lowerings are slow).
       dtype: compute dtype (bfloat16 on accelerators); parameters and BN statistics stay float32.
+      folded: the paper's inference network (section 3.1): every BN folded into the convolution before it
+        (conv with a bias, no BN layer, no `batch_stats`), per-activation BN as a `FoldedBatchNorm`.
+        Its parameters come from `folding.fold_batch_norm`; it only infers.
     """
 
     num_classes: int = 1000
@@ -164,6 +189,7 @@ class BNInception(nn.Module):
     bn_epsilon: float = 1e-5
     lowering: str = "xla"
     dtype: Any = jnp.float32
+    folded: bool = False
 
     def _width(self, channels: int) -> int:
         return max(1, int(round(channels * self.width_multiplier)))
@@ -177,9 +203,12 @@ class BNInception(nn.Module):
             momentum=self.bn_momentum,
             epsilon=self.bn_epsilon,
         )
+        if self.folded:
+            # Per feature map: BN lives in the convolution's kernel and bias. Per activation: a fixed affine map.
+            norm = FoldedBatchNorm
         unit = functools.partial(
             ConvUnit,
-            use_bn=self.use_bn,
+            use_bn=self.use_bn and (per_activation or not self.folded),
             norm=norm,
             activation=self.activation,
             kernel_init=self._kernel_init(),
@@ -204,6 +233,8 @@ class BNInception(nn.Module):
         """Logits for NHWC `x`. `use_batch_stats` (default: `train`) makes BN use mini-batch statistics."""
         if use_batch_stats is None:
             use_batch_stats = train
+        if self.folded and (train or use_batch_stats):
+            raise ValueError("A folded network only infers: call it with train=False (and no use_batch_stats).")
         unknown = set(self.per_activation_bn_blocks) - set(INCEPTION_BLOCKS)
         if unknown:
             raise ValueError(f"per_activation_bn_blocks has unknown blocks {sorted(unknown)}; expected some of {list(INCEPTION_BLOCKS)}.")
@@ -234,7 +265,7 @@ class BNInception(nn.Module):
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
         x = nn.Dense(self.num_classes, kernel_init=self._kernel_init(), dtype=self.dtype, name="classifier")(x)
-        return x.astype(jnp.float32)
+        return x.astype(jnp.promote_types(self.dtype, jnp.float32))
 
 
 class MnistMLP(nn.Module):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bn_inception import evaluation, folding, input_pipeline, models, train
-from configs import bn_x30, inception
+from configs import bn_x30, ensemble, inception
 from tests.fixtures import write_image_folder
 from tests.test_train import REPO, _env, tiny_config
 
@@ -87,8 +87,9 @@ def test_a_folded_kernel_is_the_paper_formula_per_output_channel():
     np.testing.assert_array_equal(folded["classifier"]["kernel"], variables["params"]["classifier"]["kernel"])
 
 
-def test_full_size_folded_network_in_float32_and_its_parameter_count():
-    config = bn_x30.get_config()
+@pytest.mark.parametrize("member", [None, 4], ids=["bn_x30", "ensemble_member_4_per_activation"])
+def test_full_size_folded_network_in_float32_and_its_parameter_count(member):
+    config = bn_x30.get_config() if member is None else ensemble.get_config(f"member={member}")
     net = train.create_model(config, None).clone(lowering="xla")
     x = jnp.asarray(np.random.default_rng(3).uniform(-1, 1, (2, 224, 224, 3)), jnp.float32)
     init = net.init(jax.random.key(0), x, train=False)
@@ -100,9 +101,14 @@ def test_full_size_folded_network_in_float32_and_its_parameter_count():
 
     count = lambda tree: sum(int(v.size) for v in jax.tree.leaves(tree))  # noqa: E731
     flat = flax.traverse_util.flatten_dict(variables["params"])
-    channels = sum(int(flat[unit + (folding.BN, "scale")].size) for unit in _bn_layer_paths(variables["params"]))
-    # gamma and beta (2 per channel) become one conv bias per channel; the BN network's own count is the README's.
-    assert count(folded) == count(variables["params"]) - channels == 11_268_512
+    gammas = [flat[unit + (folding.BN, "scale")] for unit in _bn_layer_paths(variables["params"])]
+    # Per feature map, gamma and beta (2 per channel) become one conv bias per channel; per activation, gamma
+    # and beta (H, W, C) become a scale and a bias of the same shape.
+    assert count(folded) == count(variables["params"]) - sum(int(g.size) for g in gammas if g.ndim == 1)
+    assert sum(g.ndim == 3 for g in gammas) == (14 if member else 0)
+    if member is not None:
+        return
+    assert count(folded) == 11_268_512
     readme = (REPO / "README.md").read_text()
     assert "**Parameter count: 11,278,528**" in readme and "11,268,512" in readme
 

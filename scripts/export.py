@@ -8,8 +8,8 @@ DIR/inference.json beside it: the signature (uint8 images (N, S, S, 3) as the ev
 them -> float32 class probabilities), input size and preprocessing, class list, and where it came from.
 BN is folded with the statistics evaluation would use: the moving averages, or with
 --recalibrate_batches=K Algorithm 2's population statistics from K training batches (Polyak-averaged
-weights where the run kept them). ONNX is not offered: no ONNX converter installs alongside our pinned
-TensorFlow and JAX on CPU; convert the SavedModel with tf2onnx where you have one.
+weights where the run kept them). ONNX is not offered: tf2onnx cannot convert jax2tf's XlaCallModule op,
+and jax2onnx conflicts with our pinned orbax-checkpoint (README, "Inference and export").
 """
 
 import pathlib

@@ -8,6 +8,7 @@ program gives the FLOPs that the model FLOPs utilisation (MFU) divides by the de
 from __future__ import annotations
 
 import dataclasses
+import re
 import resource
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +43,26 @@ def peak_tflops(device_kind: str, dtype: str) -> float | None:
     return None
 
 
+_COLLECTIVE = re.compile(r"= (\S.*?) (all-reduce|all-gather|reduce-scatter|collective-permute|all-to-all)(?:-start)?\(")
+_ARRAY = re.compile(r"\b(pred|[suf]\d+|bf16)\[([\d,]*)\]")
+
+
+def collectives(hlo_text: str) -> list[tuple[str, int]]:
+    """(kind, bytes) of every cross-device collective in an optimised HLO module's text, in program order.
+
+    Bytes are those of the collective's result (for an all-reduce: the data each device contributes and
+    receives); an asynchronous pair (`all-reduce-start`/`-done`, on GPU and TPU) counts once.
+    """
+    found = []
+    for result, kind in _COLLECTIVE.findall(hlo_text):
+        size = 0
+        for dtype, dims in _ARRAY.findall(result):
+            elements = int(np.prod([int(d) for d in dims.split(",") if d])) if dims else 1
+            size += elements * (1 if dtype == "pred" else int(re.sub(r"\D", "", dtype)) // 8)
+        found.append((kind, size))
+    return found
+
+
 @dataclasses.dataclass
 class CompiledStep:
     """An ahead-of-time compiled step with what XLA reports about it."""
@@ -50,6 +71,8 @@ class CompiledStep:
     compile_seconds: float
     flops_per_device: float  # XLA cost analysis of the per-device program
     memory_bytes: int | None  # arguments + outputs + temporaries - aliased, from XLA's memory analysis
+    aliased_bytes: int | None  # donated argument buffers reused for outputs (the training state, once)
+    collectives: list[tuple[str, int]]  # (kind, bytes) of each cross-device collective, see `collectives`
 
 
 def compile_step(jitted: Callable[..., Any], *args: Any) -> CompiledStep:
@@ -61,13 +84,15 @@ def compile_step(jitted: Callable[..., Any], *args: Any) -> CompiledStep:
     if isinstance(cost, (list, tuple)):  # older jax: one dict per program
         cost = cost[0]
     memory = compiled.memory_analysis()
-    memory_bytes = None
+    memory_bytes = aliased_bytes = None
     if memory is not None:
         memory_bytes = int(
             memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
             - memory.alias_size_in_bytes
         )
-    return CompiledStep(compiled, seconds, float((cost or {}).get("flops", 0.0)), memory_bytes)
+        aliased_bytes = int(memory.alias_size_in_bytes)
+    return CompiledStep(compiled, seconds, float((cost or {}).get("flops", 0.0)), memory_bytes, aliased_bytes,
+                        collectives(compiled.as_text()))
 
 
 def seconds_per_step(step: Callable[[Any], Any], num_steps: int, warmup_steps: int) -> float:
@@ -129,6 +154,8 @@ def _training(
         "flops_per_step_per_device": compiled.flops_per_device,
         "flops_per_image": compiled.flops_per_device / per_device,
         "xla_memory_bytes": compiled.memory_bytes,
+        "collectives_per_step": len(compiled.collectives),
+        "collective_bytes_per_step": sum(size for _, size in compiled.collectives),
     }
     if real_batches is not None:
         device_batches = runner.prefetch(real_batches)

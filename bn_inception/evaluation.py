@@ -118,15 +118,16 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
             "count": jnp.sum(mask),
         }
 
-    totals = {"top1": 0.0, "top5": 0.0, "count": 0.0}
+    sums = None  # hits summed on the devices, fetched once at the end
     num_batches = -(-source.num_examples // batch_size)
     began = time.time()
     for k, batch in enumerate(input_pipeline.eval_batches(source, cfg, batch_size // jax.process_count(), jax.process_count(), crops)):
         batch = runner.shard_batch(batch)
         probs = sum(f(m.variables, batch["image"]) for f, m in zip(member_probabilities, members)) / len(members)
-        for key, v in runner.to_host(hits(probs, batch["label"], batch["mask"])).items():
-            totals[key] += float(v)
+        batch_hits = hits(probs, batch["label"], batch["mask"])
+        sums = batch_hits if sums is None else jax.tree.map(jnp.add, sums, batch_hits)
         _report(f"evaluating {crops} crop{'s' * (crops > 1)}, batch", k + 1, num_batches, began)
+    totals = {key: float(v) for key, v in runner.to_host(sums).items()}
     count = totals["count"]
     return {
         "top1_error": 1.0 - totals["top1"] / count,

@@ -218,11 +218,12 @@ def recalibrated(
 
 
 def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], state: TrainState, batches: Iterator[dict[str, np.ndarray]], runner: parallel.Runner) -> dict[str, float]:
-    """Mean eval metrics over every unmasked example the batches hold."""
-    totals: dict[str, float] = {}
+    """Mean eval metrics over every unmasked example the batches hold, summed on the devices and fetched once."""
+    sums = None
     for batch in batches:
-        sums = runner.to_host(eval_fn(state, runner.shard_batch(batch)))
-        totals = {k: totals.get(k, 0.0) + float(v) for k, v in sums.items()}
+        batch_sums = eval_fn(state, runner.shard_batch(batch))
+        sums = batch_sums if sums is None else jax.tree.map(jnp.add, sums, batch_sums)
+    totals = {k: float(v) for k, v in runner.to_host(sums).items()}
     count = totals.pop("count")
     return {f"eval/{k}": v / count for k, v in totals.items()} | {"eval/num_examples": count}
 
@@ -358,33 +359,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     fetched: list[tuple[int, dict[str, np.ndarray]]] = []  # (step, host metrics) since the last log
     eval_metrics: dict[str, float] = {}
     step = start_step
+    single_process = jax.process_count() == 1
     try:
+        # Between sync points the host only dispatches, never waits for the devices (no device-to-host
+        # transfer: tests/test_pod.py), so input and dispatch run ahead. Sync points are the log, evaluation and
+        # checkpoint steps, and the last: there the host fetches the metrics and, on a pod, the processes
+        # agree on a stop (so a SIGTERM on a pod is acted on within log_every_steps steps).
         with metric_writers.ensure_flushes(writer):
             while step < num_steps:
                 state, metrics = p_train(state, next(device_batches))
                 step += 1
                 pending.append((step, metrics))
                 report_progress(step)
-                stop = runner.any_process(preemption.requested())
-                save = stop or step % config.checkpoint_every_steps == 0 or step % config.eval_every_steps == 0
-                if save or step % config.log_every_steps == 0 or step == num_steps:
-                    fetched += [(s, runner.to_host(m)) for s, m in pending]
-                    pending = []
-                    _raise_if_nonfinite(fetched, config.skip_nonfinite_steps)
-                if step % config.log_every_steps == 0 or step == num_steps or stop:  # a stop logs its steps too
+                due = {"log": step % config.log_every_steps == 0 or step == num_steps,
+                       "eval": step % config.eval_every_steps == 0 or step == num_steps,
+                       "save": step % config.checkpoint_every_steps == 0 or step % config.eval_every_steps == 0}
+                # One process reads its own SIGTERM flag each step, for free; processes agree at sync points.
+                stop = preemption.requested() if single_process else False
+                if not (stop or any(due.values())):
+                    continue
+                stop = stop or runner.any_process(preemption.requested())
+                fetched += [(s, runner.to_host(m)) for s, m in pending]
+                pending = []
+                _raise_if_nonfinite(fetched, config.skip_nonfinite_steps)
+                if due["log"] or stop:  # a stop logs its steps too
                     summary = _summarise(fetched)
                     writer.write_scalars(step, summary)
                     console.say(progress.line(step, summary))
                     fetched = []
                 metrics_for_checkpoint = None
-                if (step % config.eval_every_steps == 0 or step == num_steps) and not stop:  # stopping: save first
+                if due["eval"] and not stop:  # stopping: save first
                     began = time.time()
                     with report_progress.timed("eval"):
                         eval_metrics = run_evaluation(step)
                     writer.write_scalars(step, {k: v for k, v in eval_metrics.items() if not k.endswith("/num_examples")})
                     metrics_for_checkpoint = eval_metrics
                     console.say(_evaluation_line(step, eval_metrics, time.time() - began))
-                if save or step == num_steps:
+                if stop or due["save"] or step == num_steps:
                     checkpointing.save(manager, step, runner.get_state(state), metrics_for_checkpoint)
                     console.say(f"step {step}: checkpoint saved to {workdir_path / 'checkpoints' / str(step)}")
                 if stop:

@@ -5,7 +5,8 @@
 
 Prints a table and writes JSON: compile time; training step time and images/s per device with
 synthetic data and (unless the config is `:synthetic` or --real_data=false) with the config's input
-pipeline; evaluation images/s; peak memory; FLOPs per step from XLA's cost analysis and MFU against the
+pipeline; evaluation images/s; peak memory; the training step's cross-device collectives (count and bytes, from
+the optimised HLO); FLOPs per step from XLA's cost analysis and MFU against the
 device's peak (bn_inception/benchmarking.py has the table; --peak_tflops overrides it); and the cost of
 BN, the same network trained without it. The data the config names is checked before anything compiles.
 """
@@ -54,6 +55,7 @@ def _table(results: dict) -> str:
         ("eval images/s per device", f"{e['images_per_second_per_device']:,.1f}"),
         ("eval GFLOP per image (XLA)", f"{e['flops_per_image'] / 1e9:.3g}"),
         ("XLA train-step memory per device", mib(t["xla_memory_bytes"])),
+        ("train-step collectives (count, bytes per device)", f"{t['collectives_per_step']}, {t['collective_bytes_per_step'] / 2**20:.2f} MiB"),
         ("peak device memory", mib(results["memory"]["device_peak_bytes"])),
         ("peak host memory (max RSS)", mib(results["memory"]["host_max_rss_bytes"])),
     ]

@@ -1,6 +1,7 @@
 """End-to-end training on a generated folder of JPEGs with 8 fake devices: learning, logging, checkpoints,
 jit versus pmap, and resuming after SIGKILL."""
 
+import json
 import os
 import pathlib
 import signal
@@ -149,8 +150,11 @@ def test_sigkill_and_sigterm_then_the_same_command_resumes(image_folder, tmp_pat
 
 
 def test_two_processes_of_four_devices_match_one_process_of_eight(image_folder, tmp_path):
+    # Two steps, one log at step 2: the logged loss (mean of steps 1 and 2) checks the forward pass and the
+    # update, the gradient norm the cross-device reduction. Step 1 is not a sync point: neither process
+    # fetches anything from its devices after it (tests/host_sync_log.py), the stop check included.
     flags = [
-        "--config.num_train_steps=2", "--config.log_every_steps=1", "--config.eval_every_steps=2",
+        "--config.num_train_steps=2", "--config.log_every_steps=2", "--config.eval_every_steps=2",
         "--config.bn_group_size=4",
     ]
     single = subprocess.run(
@@ -162,8 +166,9 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(image_folder, 
     port = 20000 + os.getpid() % 20000
     processes = [
         subprocess.Popen(
-            _main_command(tmp_path / "multi", image_folder, *flags, f"--coordinator_address=127.0.0.1:{port}",
-                          "--num_processes=2", f"--process_id={i}"),
+            [sys.executable, "tests/host_sync_log.py", str(tmp_path / f"fetches{i}.json"),
+             *_main_command(tmp_path / "multi", image_folder, *flags, f"--coordinator_address=127.0.0.1:{port}",
+                            "--num_processes=2", f"--process_id={i}")[3:]],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         for i in range(2)
@@ -171,7 +176,13 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(image_folder, 
     for p in processes:
         _, stderr = p.communicate(timeout=600)
         assert p.returncode == 0, stderr[-3000:]
-    np.testing.assert_allclose(first_steps(tmp_path / "multi"), first_steps(tmp_path / "single"), rtol=1e-4)
+    logged = {run: [events.read_scalars(tmp_path / run)[tag] for tag in ("train/loss", "train/grad_norm")]
+              for run in ("single", "multi")}
+    assert [[s for s, _ in series] for series in logged["multi"]] == [[2], [2]]
+    np.testing.assert_allclose([v for series in logged["multi"] for _, v in series],
+                               [v for series in logged["single"] for _, v in series], rtol=1e-4)
+    for i in range(2):
+        assert json.loads((tmp_path / f"fetches{i}.json").read_text()) == [2]
 
 
 def test_when_one_process_dies_the_other_stops_with_a_clear_error(image_folder, tmp_path):

@@ -18,7 +18,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from bn_inception import input_pipeline, parallel, train
+from bn_inception import parallel, synthetic_data, train
 
 # Dense peak rates in TFLOP/s per device (vendor data sheets; SXM parts for GPUs). float32 is the
 # non-tensor-core rate; TPUs run float32 matmuls in bfloat16 passes by default, so both use the bf16 peak.
@@ -107,7 +107,7 @@ def seconds_per_step(step: Callable[[Any], Any], num_steps: int, warmup_steps: i
 
 
 def _synthetic(config: ml_collections.ConfigDict, batch: int, runner: parallel.Runner, mask: bool = False) -> dict[str, jax.Array]:
-    host = next(input_pipeline.synthetic_batches(config.image_size, config.num_classes, batch, config.seed, mask=mask))
+    host = next(synthetic_data.synthetic_batches(config.image_size, config.num_classes, batch, config.seed, mask=mask))
     return runner.shard_batch(host)
 
 

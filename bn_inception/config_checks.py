@@ -10,7 +10,7 @@ import math
 
 import ml_collections
 
-from bn_inception.preprocessing import DISTORTIONS
+from bn_inception.photometric import DISTORTIONS
 
 # BN-Inception halves its resolution five times (stem conv, two pools, 3c, 4e): 32 pixels reach 1x1.
 MIN_IMAGE_SIZE = 32

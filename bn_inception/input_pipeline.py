@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bn_inception import photometric, preprocessing
+from bn_inception import preprocessing
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg")
 
@@ -221,22 +221,6 @@ def eval_batches(
     ).repeat()
     ds = ds.concatenate(padding).take(num_steps * local_batch).batch(local_batch)
     return _naming_undecodable(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)), source, 0, False, 0, local_batch)
-
-
-def synthetic_batches(image_size: int, num_classes: int, local_batch: int, seed: int, mask: bool = False) -> Iterator[dict[str, np.ndarray]]:
-    """One fixed random batch, repeated forever (compute benchmarks: no input cost). Training batches
-    (`mask=False`) carry identity photometric parameters, evaluation batches (`mask=True`) a mask."""
-    rng = np.random.default_rng(seed)
-    batch = {
-        "image": rng.integers(0, 256, size=(local_batch, image_size, image_size, 3), dtype=np.uint8),
-        "label": rng.integers(num_classes, size=local_batch),
-    }
-    if mask:
-        batch["mask"] = np.ones(local_batch, np.float32)
-    else:
-        batch["photometric"] = np.tile(np.array(photometric.IDENTITY, np.float32), (local_batch, 1))
-    while True:
-        yield batch
 
 
 def make_source(

@@ -23,6 +23,17 @@ import numpy as np
 PARAMETERS = ("brightness", "saturation", "hue", "contrast")
 IDENTITY = (0.0, 1.0, 0.0, 1.0)  # the parameters that leave an image unchanged
 
+# Photometric distortions: GoogLeNet's ranges (as in TF-slim's inception preprocessing; saturation and hue
+# are applied in YIQ, see `distort`), and the "reduced" ones of section 4.2.1 (the paper gives
+# no numbers: halving every range is our choice). Each parameter is drawn uniformly from its identity
+# value plus or minus the range (brightness in fractions of 255, hue in turns), on the host, by
+# `preprocessing.train_image`.
+DISTORTIONS = {
+    "googlenet": {"brightness": 32.0 / 255.0, "saturation": 0.5, "hue": 0.2, "contrast": 0.5},
+    "reduced": {"brightness": 16.0 / 255.0, "saturation": 0.25, "hue": 0.1, "contrast": 0.25},
+    "none": {"brightness": 0.0, "saturation": 0.0, "hue": 0.0, "contrast": 0.0},
+}
+
 # RGB -> YIQ (NTSC): Y is the luma, (I, Q) the chroma plane that hue rotates and saturation scales.
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)

@@ -12,17 +12,6 @@ import tensorflow as tf
 
 from bn_inception import photometric
 
-# Photometric distortions: GoogLeNet's ranges (as in TF-slim's inception preprocessing; saturation and hue
-# are applied in YIQ, see `photometric.distort`), and the "reduced" ones of section 4.2.1 (the paper gives
-# no numbers: halving every range is our choice). Each parameter is drawn uniformly from its identity
-# value plus or minus the range (brightness in fractions of 255, hue in turns).
-DISTORTIONS = {
-    "googlenet": {"brightness": 32.0 / 255.0, "saturation": 0.5, "hue": 0.2, "contrast": 0.5},
-    "reduced": {"brightness": 16.0 / 255.0, "saturation": 0.25, "hue": 0.1, "contrast": 0.25},
-    "none": {"brightness": 0.0, "saturation": 0.0, "hue": 0.0, "contrast": 0.0},
-}
-
-
 def _seed(parts: tuple) -> tf.Tensor:
     seed = tf.constant([0, 0], tf.int64)
     for part in parts:
@@ -74,12 +63,12 @@ def train_image(jpeg: tf.Tensor, size: int, distortion: str, seed_parts: tuple) 
     Few TensorFlow ops on purpose: at 224x224 their fixed cost per op matters (one random draw gives the
     mirror coin and the four parameters).
     """
-    if distortion not in DISTORTIONS:
-        raise ValueError(f"distortion={distortion!r}; expected one of {sorted(DISTORTIONS)}.")
+    if distortion not in photometric.DISTORTIONS:
+        raise ValueError(f"distortion={distortion!r}; expected one of {sorted(photometric.DISTORTIONS)}.")
     crop_seed, flip_and_color_seed = tf.unstack(tf.random.experimental.stateless_split(_seed(seed_parts), 2))
     image = decode_crop(jpeg, crop_seed)
     image = to_uint8(tf.image.resize(image, (size, size), antialias=False))
-    strength = DISTORTIONS[distortion]
+    strength = photometric.DISTORTIONS[distortion]
     ranges = tf.constant([1.0] + [strength[name] for name in photometric.PARAMETERS], tf.float32)
     draws = tf.random.stateless_uniform([5], flip_and_color_seed, -1.0, 1.0) * ranges
     image = tf.cond(draws[0] < 0.0, lambda: tf.reverse(image, axis=[1]), lambda: image)

@@ -1,7 +1,10 @@
 """The training loop: data-parallel SGD on one host or many, with evaluation, checkpoints and TensorBoard.
 
 Knows about image classification batches ({"image", "label"}: uint8 pixels, with "photometric" distortion
-parameters when training), not about any dataset in particular.
+parameters when training), not about any dataset in particular. The input pipeline, TensorBoard writers
+and event reading (all TensorFlow) are imported where a run reads data or writes logs, not at import:
+the steps alone (`setup`, `step_functions`: what `scripts/benchmark.py` times on synthetic batches)
+need no TensorFlow, which accelerator images may lack.
 """
 
 from __future__ import annotations
@@ -20,11 +23,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from clu import metric_writers, periodic_actions
 
 from bn_inception import (
-    batch_norm, checkpointing, config_checks, console, events, input_pipeline, models, optim, parallel, photometric,
-    preemption,
+    batch_norm, checkpointing, config_checks, console, models, optim, parallel, photometric, preemption, synthetic_data,
 )
 
 
@@ -83,6 +84,8 @@ def train_schedule(config: ml_collections.ConfigDict, num_train_examples: int) -
 def config_train_batches(config: ml_collections.ConfigDict, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
     """This process's training batches of the config's data from `start_step` on (its share of each
     global batch): what recalibration and benchmarks read."""
+    from bn_inception import input_pipeline  # TensorFlow: see the module docstring
+
     local_batch = config.global_batch_size // jax.process_count()
     source = input_pipeline.make_source(config, config.train_split, jax.process_index(), jax.process_count(), local_batch)
     steps_per_epoch, _, _ = train_schedule(config, source.num_examples)
@@ -267,6 +270,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     SIGTERM (`preemption`) before the first step ends it without writing anything; after it, the run saves
     the current step, without starting an evaluation, and returns.
     """
+    from clu import metric_writers, periodic_actions  # TensorFlow: see the module docstring
+
+    from bn_inception import events, input_pipeline
     preemption.install()
     config_checks.validate(config)
     workdir_path = pathlib.Path(workdir)
@@ -323,7 +329,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     p_train, p_eval = step_functions(built, runner)
 
     if config.synthetic_data:
-        train_iter = input_pipeline.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed)
+        train_iter = synthetic_data.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed)
     else:
         train_iter = input_pipeline.train_batches(train_source, cfg, local_batch, steps_per_epoch, start_step)
     device_batches = runner.prefetch(train_iter)
@@ -334,7 +340,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     def recalibration_batches(at_step: int) -> Iterator[dict[str, jax.Array]]:
         """The K training batches that follow `at_step` (deterministic, so resuming gives the same)."""
         if config.synthetic_data:
-            batches = input_pipeline.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed)
+            batches = synthetic_data.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed)
         else:
             batches = input_pipeline.train_batches(train_source, cfg, local_batch, steps_per_epoch, at_step)
         return (runner.shard_batch(next(batches)) for _ in range(config.eval_recalibrate_batches))
@@ -350,7 +356,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     def eval_batches():
         if config.synthetic_data:
-            return (b for b, _ in zip(input_pipeline.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed, mask=True), range(2)))
+            return (b for b, _ in zip(synthetic_data.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed, mask=True), range(2)))
         return input_pipeline.eval_batches(eval_source, cfg, local_eval_batch, jax.process_count())
 
     report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
@@ -407,7 +413,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         manager.close()
 
     if step == num_steps:
-        console.say(progress.summary(config.ablation, step, workdir_path))
+        console.say(progress.summary(config.ablation, step, workdir_path, events.accuracy_summary(workdir_path)))
     return eval_metrics
 
 
@@ -445,10 +451,10 @@ class _Progress:
         loss = f"loss {summary['train/loss']:.3f}, lr {summary['train/learning_rate']:.3g}, " if "train/loss" in summary else ""
         return f"step {step}/{self.num_steps} ({100 * step // self.num_steps}%): {loss}{rate}"
 
-    def summary(self, ablation: str, step: int, workdir: pathlib.Path) -> str:
-        """The closing lines: final and best evaluation, wall time, images/s, where the outputs are."""
+    def summary(self, ablation: str, step: int, workdir: pathlib.Path, accuracy: str) -> str:
+        """The closing lines: `accuracy` (final and best evaluation), wall time, images/s, where the outputs are."""
         wall = time.time() - self.began
         images = (step - self.start_step) * self.global_batch
         return (f"Finished {ablation} at step {step} in {console.duration(wall)} ({images / wall:,.0f} images/s "
-                f"including start-up and evaluations), {events.accuracy_summary(workdir)}.\n"
+                f"including start-up and evaluations), {accuracy}.\n"
                 f"Events: {workdir} (tensorboard --logdir {workdir}); checkpoints: {workdir / 'checkpoints'}.")

@@ -30,7 +30,7 @@ def _compiled_train_step(bn_group_size):
     size = config.image_size
     batch = {"image": jax.ShapeDtypeStruct((GLOBAL_BATCH, size, size, 3), jnp.uint8, sharding=sharded),
              "label": jax.ShapeDtypeStruct((GLOBAL_BATCH,), jnp.int32, sharding=sharded),
-             "distortion": jax.ShapeDtypeStruct((GLOBAL_BATCH, 4), jnp.float32, sharding=sharded)}
+             "photometric": jax.ShapeDtypeStruct((GLOBAL_BATCH, 4), jnp.float32, sharding=sharded)}
     return benchmarking.compile_step(p_train, state, batch), abstract
 
 
@@ -113,7 +113,7 @@ def test_bfloat16_trains_end_to_end_and_follows_float32(image_folder, tmp_path):
     size = config.image_size
     batch = {"image": jax.ShapeDtypeStruct((config.global_batch_size, size, size, 3), jnp.uint8),
              "label": jax.ShapeDtypeStruct((config.global_batch_size,), jnp.int32),
-             "distortion": jax.ShapeDtypeStruct((config.global_batch_size, 4), jnp.float32)}
+             "photometric": jax.ShapeDtypeStruct((config.global_batch_size, 4), jnp.float32)}
     new_state, _ = jax.eval_shape(p_train, built.abstract_state(), batch)
     assert {str(x.dtype) for x in jax.tree.leaves(new_state)} == {"float32", "int32"}
     assert "bf16[" in p_train.lower(built.abstract_state(), batch).as_text(dialect="hlo")  # it does compute in bfloat16

@@ -15,7 +15,7 @@ def jpeg():
 
 @pytest.mark.parametrize("distortion", ["googlenet", "reduced", "none"])
 def test_training_image_is_uint8_with_parameters_in_range(jpeg, distortion):
-    strength = preprocessing.DISTORTIONS[distortion]
+    strength = photometric.DISTORTIONS[distortion]
     ranges = np.array([strength[name] for name in photometric.PARAMETERS])
     parameters = []
     for index in range(20):

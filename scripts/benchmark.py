@@ -1,4 +1,4 @@
-"""Training and evaluation throughput of a config on this host's devices, with FLOPs, MFU and BN overhead.
+r"""Training and evaluation throughput of a config on this host's devices, with FLOPs, MFU and BN overhead.
 
   python scripts/benchmark.py --config=configs/bn_x30.py [--config.key=value ...] \
       [--steps=20] [--warmup_steps=3] [--real_data=true] [--bn_overhead=true] [--output=benchmark.json]

@@ -1,4 +1,4 @@
-"""Inference speed of the BN network against the folded one (paper section 3.1), and of the exported SavedModel.
+r"""Inference speed of the BN network against the folded one (paper section 3.1), and of the exported SavedModel.
 
   python scripts/benchmark_inference.py [--config=configs/bn_x30.py] [--batch_sizes=1,64] [--seconds=10] \
       [--output=benchmark_inference.json]

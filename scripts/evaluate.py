@@ -1,4 +1,4 @@
-"""Evaluates trained runs on the validation split: single crop or 144 crops, one network or an ensemble.
+r"""Evaluates trained runs on the validation split: single crop or 144 crops, one network or an ensemble.
 
   python scripts/evaluate.py --workdir=runs/bn_x30 [--workdir=runs/ensemble_1 ...] --crops=1|144 \
       [--output=results.json] [--recalibrate_batches=K] [--step=N] [--batch_size=B]

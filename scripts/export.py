@@ -1,4 +1,4 @@
-"""Exports a trained run as the paper's inference network (BN folded into the convolutions) in a SavedModel.
+r"""Exports a trained run as the paper's inference network (BN folded into the convolutions) in a SavedModel.
 
   python scripts/export.py --workdir=RUN --output=DIR [--step=N] [--recalibrate_batches=K] \
       [--format=savedmodel] [--class_names=LOC_synset_mapping.txt] [--overwrite]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from typing import Any
 
 _requested = threading.Event()
 _stderr: list[int] = []  # a copy of the console's stderr, taken at install: stderr may be held aside later
@@ -19,12 +20,21 @@ def _handle(signum, frame) -> None:
     os.write(_stderr[0] if _stderr else 2, b"SIGTERM received: the run saves what it has and stops.\n")
 
 
-def install() -> None:
-    """Turns SIGTERM into a flag (only possible from the main thread; elsewhere a no-op)."""
-    if threading.current_thread() is threading.main_thread():
-        if not _stderr:
-            _stderr.append(os.dup(2))
-        signal.signal(signal.SIGTERM, _handle)
+def install() -> Any:
+    """Turns SIGTERM into a flag (only possible from the main thread; elsewhere a no-op). Returns the
+    handler it replaced, for `restore` (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if not _stderr:
+        _stderr.append(os.dup(2))
+    return signal.signal(signal.SIGTERM, _handle)
+
+
+def restore(previous: Any) -> None:
+    """Puts back the SIGTERM handler that `install` replaced: a process that trained once (a notebook, a
+    test session) is again stopped by SIGTERM as before."""
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
 
 
 def requested() -> bool:

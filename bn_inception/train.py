@@ -268,12 +268,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Trains (or resumes) the run in `workdir` to the configured step; returns the last eval metrics.
 
     SIGTERM (`preemption`) before the first step ends it without writing anything; after it, the run saves
-    the current step, without starting an evaluation, and returns.
+    the current step, without starting an evaluation, and returns. The caller's SIGTERM handler is put
+    back on return.
     """
+    previous = preemption.install()
+    try:
+        return _train_and_evaluate(config, workdir)
+    finally:
+        preemption.restore(previous)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+    """`train_and_evaluate` with SIGTERM already a flag."""
     from clu import metric_writers, periodic_actions  # TensorFlow: see the module docstring
 
     from bn_inception import events, input_pipeline
-    preemption.install()
+
     config_checks.validate(config)
     workdir_path = pathlib.Path(workdir)
     runner = parallel.Runner.create(config)

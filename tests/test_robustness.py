@@ -194,12 +194,15 @@ def test_preemption_saves_the_step_without_starting_an_evaluation(image_folder, 
     restore = checkpointing.restore_or_none
 
     def restore_then_sigterm(*args, **kwargs):
+        assert signal.getsignal(signal.SIGTERM) is preemption._handle  # SIGTERM is a flag while training
         result = restore(*args, **kwargs)
         preemption.request()
         return result
 
+    caller_handler = signal.getsignal(signal.SIGTERM)
     monkeypatch.setattr(checkpointing, "restore_or_none", restore_then_sigterm)
     train.train_and_evaluate(robust_config(image_folder, eval_every_steps=1, checkpoint_every_steps=100), str(tmp_path))
+    assert signal.getsignal(signal.SIGTERM) is caller_handler  # and the caller's handler is back afterwards
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1"]
     scalars = events.read_scalars(tmp_path)
     assert "eval/top1_accuracy" not in scalars

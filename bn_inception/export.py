@@ -104,6 +104,11 @@ def artifact_info(
     }
 
 
+def size_on_disk(directory: pathlib.Path) -> int:
+    """Bytes of every file under `directory` (an exported SavedModel)."""
+    return sum(p.stat().st_size for p in pathlib.Path(directory).rglob("*") if p.is_file())
+
+
 def write_info(directory: pathlib.Path, info: dict[str, Any]) -> None:
     """Writes `info` to DIR/inference.json."""
     (directory / INFO_FILE).write_text(json.dumps(info, indent=1))

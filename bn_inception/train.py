@@ -390,11 +390,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
                 due = {"log": step % config.log_every_steps == 0 or step == num_steps,
                        "eval": step % config.eval_every_steps == 0 or step == num_steps,
                        "save": step % config.checkpoint_every_steps == 0 or step % config.eval_every_steps == 0}
-                # One process reads its own SIGTERM flag each step, for free; processes agree at sync points.
-                stop = preemption.requested() if single_process else False
+                # One process reads its own SIGTERM flag each step, for free; a pod's processes agree on it
+                # at sync points only.
+                stop = single_process and preemption.requested()
                 if not (stop or any(due.values())):
                     continue
-                stop = stop or runner.any_process(preemption.requested())
+                if not single_process:
+                    stop = runner.any_process(preemption.requested())
                 fetched += [(s, runner.to_host(m)) for s, m in pending]
                 pending = []
                 _raise_if_nonfinite(fetched, config.skip_nonfinite_steps)

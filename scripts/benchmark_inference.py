@@ -78,7 +78,7 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         console.say("Writing the SavedModel ...")
         export.write_savedmodel(folded_model, folded, size, pathlib.Path(tmp))
-        savedmodel_bytes = sum(p.stat().st_size for p in pathlib.Path(tmp).rglob("*") if p.is_file())
+        savedmodel_bytes = export.size_on_disk(pathlib.Path(tmp))
         serve = tf.saved_model.load(tmp).signatures[export.SIGNATURE]
         rows = []
         for b in batch_sizes:

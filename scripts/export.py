@@ -40,10 +40,6 @@ flags.DEFINE_string("class_names", None, "Optional '<class id> <name>' lines (e.
 flags.DEFINE_bool("overwrite", False, "Replace an existing --output (only once the new export has succeeded).")
 
 
-def _size(directory: pathlib.Path) -> int:
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
-
-
 def main(argv: list[str]) -> None:
     """Checks every input, loads and folds the network, writes the SavedModel beside a partial name, then moves it."""
     if len(argv) > 1:
@@ -91,7 +87,7 @@ def main(argv: list[str]) -> None:
     console.say(
         f"Exported {FLAGS.workdir} step {member.step} ({bn_layers} BN layers folded, {source['bn_statistics']}; "
         f"{num_parameters:,} parameters) to {output} in {console.duration(time.time() - began)}: SavedModel "
-        f"{_size(output) / 2**20:.1f} MiB, signature '{export.SIGNATURE}': images uint8 (N, {config.image_size}, "
+        f"{export.size_on_disk(output) / 2**20:.1f} MiB, signature '{export.SIGNATURE}': images uint8 (N, {config.image_size}, "
         f"{config.image_size}, 3) -> probabilities float32 (N, {config.num_classes}); see {output / export.INFO_FILE}."
     )
 

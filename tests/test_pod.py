@@ -16,6 +16,14 @@ from tests.test_train import tiny_config
 GLOBAL_BATCH = 256  # 32 per device on 8 devices: one BN group of 32 each
 
 
+def _abstract_batch(config, sharding=None):
+    """The shapes and types of a training batch of `config` (with `sharding`), as the input pipeline gives it."""
+    n, size = config.global_batch_size, config.image_size
+    return {"image": jax.ShapeDtypeStruct((n, size, size, 3), jnp.uint8, sharding=sharding),
+            "label": jax.ShapeDtypeStruct((n,), jnp.int32, sharding=sharding),
+            "photometric": jax.ShapeDtypeStruct((n, 4), jnp.float32, sharding=sharding)}
+
+
 def _compiled_train_step(bn_group_size):
     config = bn_x30.get_config("tiny")
     config.num_classes = 10
@@ -27,11 +35,7 @@ def _compiled_train_step(bn_group_size):
     abstract = built.abstract_state()
     replicated, sharded = NamedSharding(runner.mesh, P()), NamedSharding(runner.mesh, P("data"))
     state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
-    size = config.image_size
-    batch = {"image": jax.ShapeDtypeStruct((GLOBAL_BATCH, size, size, 3), jnp.uint8, sharding=sharded),
-             "label": jax.ShapeDtypeStruct((GLOBAL_BATCH,), jnp.int32, sharding=sharded),
-             "photometric": jax.ShapeDtypeStruct((GLOBAL_BATCH, 4), jnp.float32, sharding=sharded)}
-    return benchmarking.compile_step(p_train, state, batch), abstract
+    return benchmarking.compile_step(p_train, state, _abstract_batch(config, sharded)), abstract
 
 
 def _floats(tree):
@@ -110,10 +114,7 @@ def test_bfloat16_trains_end_to_end_and_follows_float32(image_folder, tmp_path):
     runner = parallel.Runner.create(config)
     built = train.setup(config, 64 * 4, runner.axis_name)
     p_train, _ = train.step_functions(built, runner)
-    size = config.image_size
-    batch = {"image": jax.ShapeDtypeStruct((config.global_batch_size, size, size, 3), jnp.uint8),
-             "label": jax.ShapeDtypeStruct((config.global_batch_size,), jnp.int32),
-             "photometric": jax.ShapeDtypeStruct((config.global_batch_size, 4), jnp.float32)}
+    batch = _abstract_batch(config)
     new_state, _ = jax.eval_shape(p_train, built.abstract_state(), batch)
     assert {str(x.dtype) for x in jax.tree.leaves(new_state)} == {"float32", "int32"}
     assert "bf16[" in p_train.lower(built.abstract_state(), batch).as_text(dialect="hlo")  # it does compute in bfloat16

@@ -31,14 +31,13 @@ from bn_inception import console  # noqa: E402
 
 console.quiet_tensorflow_import(sys.argv)
 
-from bn_inception import events  # noqa: E402
+from bn_inception import events, figure3  # noqa: E402
 
 TAG = "eval/top1_accuracy"
 MOVING_AVERAGE_TAG = "eval_moving_average/top1_accuracy"
 TOP5_TAG = "eval/top5_accuracy"
 BASELINE = "inception"
 DIVERGED = "diverged.txt"  # written by scripts/run_mini_ablation.py for a run stopped by a non-finite loss
-PLATEAU_FRACTION, PLATEAU_POINTS = 0.2, 0.5  # the protocol's plateau rule (configs/default.py)
 # Paper, Figure 3: steps (of 32 examples) to reach Inception's 72.2%, and the best accuracy.
 PAPER = {
     "inception": (31.0e6, 0.722),
@@ -83,24 +82,6 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
-def _best(curve: list[tuple[int, float]]) -> tuple[int, float]:
-    """(step, accuracy) of the maximum, the earliest step on ties."""
-    return max(curve, key=lambda point: (point[1], -point[0]))
-
-
-def steps_to(curve: list[tuple[int, float]], threshold: float) -> int | None:
-    """The first evaluated step whose accuracy is at or above `threshold` (None if never)."""
-    return next((s for s, a in curve if a >= threshold), None)
-
-
-def plateau_gain(curve: list[tuple[int, float]]) -> float:
-    """Points of top-1 (x100) the run gained in its last 20% of steps: its maximum minus its maximum up to
-    80% of its last evaluated step (the protocol's rule for a baseline that has plateaued: < 0.5)."""
-    last = curve[-1][0]
-    early = [a for s, a in curve if s <= (1 - PLATEAU_FRACTION) * last]
-    return 100 * (_best(curve)[1] - max(early)) if early else float("nan")
-
-
 def _stats(values: list[float]) -> tuple[float | None, float | None, float | None]:
     return (statistics.fmean(values), min(values), max(values)) if values else (None, None, None)
 
@@ -110,19 +91,16 @@ def figure3_rows(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
     notes = []
     groups = group_runs(runs)
     baseline = [r for r in groups.get(BASELINE, []) if r["curve"]]
-    threshold = statistics.fmean(_best(r["curve"])[1] for r in baseline) if baseline else None
+    threshold = statistics.fmean(figure3.best(r["curve"])[1] for r in baseline) if baseline else None
     if threshold is None:
         notes.append(f"No run labelled '{BASELINE}' with {TAG}: steps to the baseline's accuracy and speed-ups "
                      "cannot be computed.")
     else:
         notes.append(f"Threshold: Inception's maximum validation top-1, {100 * threshold:.2f}% ("
                      + (f"mean of {len(baseline)} seeds' maxima)." if len(baseline) > 1 else "one seed)."))
-        gains = [plateau_gain(r["curve"]) for r in baseline]
-        met = statistics.fmean(gains) < PLATEAU_POINTS
-        notes.append(f"Plateau check: Inception gained {statistics.fmean(gains):.2f} points in the last "
-                     f"{PLATEAU_FRACTION:.0%} of its steps (mean over seeds; per seed "
-                     f"{', '.join(f'{g:.2f}' for g in gains)}): the rule (< {PLATEAU_POINTS}) is "
-                     f"{'met' if met else 'NOT met: its maximum and the speed-ups against it are provisional'}.")
+        gains = [figure3.plateau_gain(r["curve"]) for r in baseline]
+        notes.append(f"Plateau check: {figure3.plateau_sentence(gains)}"
+                     + ("." if figure3.plateau_met(gains) else ": its maximum and the speed-ups against it are provisional."))
 
     run_rows = []
     for run in runs:
@@ -130,9 +108,9 @@ def figure3_rows(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
         if not run["curve"]:
             notes.append(f"{run['label']} ({run['dir']}): no {TAG} events yet.")
         else:
-            best_step, best = _best(run["curve"])
+            best_step, best = figure3.best(run["curve"])
             row.update(max_accuracy=best, step_of_max=best_step, last_step=run["curve"][-1][0])
-            reached = steps_to(run["curve"], threshold) if threshold is not None else None
+            reached = figure3.steps_to(run["curve"], threshold) if threshold is not None else None
             if reached is not None:
                 row.update(steps_to_baseline_best=reached, paper_steps_to_baseline_best=reached * run["batch"] / 32)
         run_rows.append(row)
@@ -234,7 +212,7 @@ def write_outputs(runs: list[dict], output: pathlib.Path) -> list[dict]:
                             color=line.get_color(), alpha=0.2, linewidth=0)
     threshold_notes = [n for n in notes if n.startswith("Threshold")]
     if threshold_notes:
-        threshold = statistics.fmean(_best(r["curve"])[1] for r in runs if r["label"] == BASELINE and r["curve"])
+        threshold = statistics.fmean(figure3.best(r["curve"])[1] for r in runs if r["label"] == BASELINE and r["curve"])
         ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="Inception's max (threshold)")
     scales = sorted({r["scale"] or "ImageNet" for r in runs})
     ax.set(xlabel="training steps of 32 examples", ylabel="validation top-1 accuracy (single crop)",

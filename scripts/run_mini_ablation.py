@@ -1,11 +1,14 @@
 """The reduced-scale Figure 3 protocol on Imagenette: every ablation and seed, one after another, then the report.
 
   python scripts/run_mini_ablation.py [--runs=runs/mini_ablation] [--data_dir=../shared/data/imagenette]
-      [--only=inception,bn_x30] [--max_seeds=N] [--dry_run]
+      [--only=inception,bn_x30] [--max_seeds=N] [--budget=B] [--ignore_plateau] [--dry_run]
 
 Trains `configs/<ablation>.py:imagenette` with `--config.seed=S` into RUNS/<ablation>/seed<S> (budgets, schedule
-and evaluation: the protocol rules in configs/default.py), seed 0 of every ablation first, then seed 1, then
-the third seed of `inception` and `bn_x30`. Each run's own output goes to its `train.log`; the console gets a
+and evaluation: the protocol rules in configs/default.py; --budget=B gives the config argument budget=B).
+The Inception baseline's seeds run first; when they have all finished, the plateau rule is checked before any
+other run starts: if their last 20% of steps gained 0.5 points or more (mean over seeds), B is too small, and
+the script stops with exit status 3 and the budget to use next (--ignore_plateau runs the rest anyway). Then
+seed 0 of every other ablation, then seed 1, then the third seed of `bn_x30`. Each run's own output goes to its `train.log`; the console gets a
 line when a run starts and ends, with the ETA of the whole protocol. Re-running the same command continues:
 finished runs are skipped, an interrupted one resumes from its last checkpoint. A run stopped by a non-finite
 loss is recorded as diverged (`diverged.txt` in its workdir) and not retried. At the end (or with what exists
@@ -30,27 +33,44 @@ from bn_inception import console  # noqa: E402
 
 console.quiet_tensorflow_import(sys.argv)
 
-from bn_inception import events  # noqa: E402
+from bn_inception import events, figure3  # noqa: E402
 
 ABLATIONS = ("inception", "bn_x30", "bn_x5", "bn_baseline", "inception_x30", "inception_x5", "bn_x5_sigmoid",
              "inception_sigmoid")
 # Seeds per ablation (issue 12): at least 2, and 3 for the baseline and the paper's best network.
 SEEDS = {a: 3 if a in ("inception", "bn_x30") else 2 for a in ABLATIONS}
+BASELINE = "inception"
+TAG = "eval/top1_accuracy"
 DIVERGED = "diverged.txt"
 NONFINITE = re.compile(r"Non-finite loss or gradient at step (\d+)")
 PRIOR_SECONDS_PER_STEP = 0.15  # 2-core CPU, 2026-11-26; replaced by this invocation's measurement.
 
 
 def plan(only: list[str], max_seeds: int) -> list[tuple[str, int]]:
-    """(ablation, seed) in running order: seed 0 of every ablation, then seed 1, then seed 2."""
+    """(ablation, seed) in running order: every seed of the baseline (its plateau decides the budget), then
+    seed 0 of every other ablation, then seed 1, then seed 2."""
     chosen = [a for a in ABLATIONS if not only or a in only]
     rounds = range(max(SEEDS.values()) if max_seeds <= 0 else max_seeds)
-    return [(a, s) for s in rounds for a in chosen if s < SEEDS[a]]
+    first = [(BASELINE, s) for s in rounds if BASELINE in chosen and s < SEEDS[BASELINE]]
+    return first + [(a, s) for s in rounds for a in chosen if a != BASELINE and s < SEEDS[a]]
 
 
-def budget(ablation: str) -> int:
+def config_argument(budget_steps: int) -> str:
+    """The config argument string of the protocol's runs (`imagenette`, with `budget=B` when one is given)."""
+    return "imagenette" + (f",budget={budget_steps}" if budget_steps else "")
+
+
+def budget(ablation: str, budget_steps: int) -> int:
     """The run's training steps under the protocol (its `:imagenette` config)."""
-    return importlib.import_module(f"configs.{ablation}").get_config("imagenette").num_train_steps
+    return importlib.import_module(f"configs.{ablation}").get_config(config_argument(budget_steps)).num_train_steps
+
+
+def baseline_plateau(runs: pathlib.Path, budget_steps: int, seeds: int) -> list[float] | None:
+    """Each baseline seed's gain in its last 20% (points), or None while one of them is unfinished."""
+    workdirs = [runs / BASELINE / f"seed{s}" for s in range(seeds)]
+    if any(saved_step(w) < budget(BASELINE, budget_steps) for w in workdirs):
+        return None
+    return [figure3.plateau_gain(events.read_scalars(w).get(TAG, [])) for w in workdirs]
 
 
 def saved_step(workdir: pathlib.Path) -> int:
@@ -79,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data_dir", type=pathlib.Path, default=ROOT.parent / "shared" / "data" / "imagenette")
     parser.add_argument("--only", default="", help="comma-separated ablations (default: all of them)")
     parser.add_argument("--max_seeds", type=int, default=0, help="run seeds 0..N-1 at most (default: the protocol's)")
+    parser.add_argument("--budget", type=int, default=0,
+                        help="B, the baseline schedule's steps (config argument budget=B; default: configs/default.py's)")
+    parser.add_argument("--ignore_plateau", action="store_true",
+                        help="run the other ablations even if the baseline has not plateaued")
     parser.add_argument("--dry_run", action="store_true", help="print the plan and what is done, run nothing")
     args = parser.parse_args(argv)
     only = [a for a in args.only.split(",") if a]
@@ -87,7 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only={args.only}: unknown ablations {unknown}; expected some of {', '.join(ABLATIONS)}")
     if not (args.data_dir / "train").is_dir():
         parser.error(f"--data_dir={args.data_dir}: no train/ folder there (expected Imagenette as ImageFolder)")
-    runs = [(a, s, args.runs / a / f"seed{s}", budget(a)) for a, s in plan(only, args.max_seeds)]
+    if args.budget < 0 or 0 < args.budget < 4:
+        parser.error(f"--budget={args.budget}: expected a whole number of training steps >= 4 (0: the config's)")
+    runs = [(a, s, args.runs / a / f"seed{s}", budget(a, args.budget)) for a, s in plan(only, args.max_seeds)]
+    baseline_seeds = SEEDS[BASELINE] if args.max_seeds <= 0 else min(args.max_seeds, SEEDS[BASELINE])
     signal.signal(signal.SIGTERM, _Child.forward)
 
     seconds_per_step = PRIOR_SECONDS_PER_STEP
@@ -101,13 +128,21 @@ def main(argv: list[str] | None = None) -> int:
         if start >= steps:
             print(f"{name}: finished earlier, {events.accuracy_summary(workdir)}", flush=True)
             continue
+        gains = baseline_plateau(args.runs, args.budget, baseline_seeds) if ablation != BASELINE else None
+        if gains is not None and not figure3.plateau_met(gains) and not args.ignore_plateau:
+            b = budget(BASELINE, args.budget)
+            print(f"Plateau rule: {figure3.plateau_sentence(gains)} at B = {b} steps. By the protocol B is too small: "
+                  f"start again with --budget={2 * b} and a new --runs directory (or pass --ignore_plateau).",
+                  flush=True)
+            return 3
         left = sum(max(0, n - saved_step(w)) for a, _, w, n in runs[i - 1:] if not (w / DIVERGED).exists())
         print(f"{name}: steps {start} -> {steps}; protocol ETA {console.duration(left * seconds_per_step)} "
               f"(log: {workdir / 'train.log'})", flush=True)
         if args.dry_run:
             continue
         workdir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "bn_inception.main", f"--config=configs/{ablation}.py:imagenette",
+        command = [sys.executable, "-m", "bn_inception.main",
+                   f"--config=configs/{ablation}.py:{config_argument(args.budget)}",
                    f"--workdir={workdir.resolve()}", f"--config.data_dir={args.data_dir.resolve()}",
                    f"--config.seed={seed}"]
         began = time.time()

@@ -2,6 +2,7 @@
 
 import importlib
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -94,25 +95,37 @@ def test_missing_or_empty_image_folder_is_named(tmp_path):
 ACCELERATED = ("bn_x5", "bn_x30", "bn_x5_sigmoid")
 
 
+@pytest.mark.parametrize("argument,baseline_steps", [("imagenette", 12_000), ("imagenette,budget=6000", 6_000)])
 @pytest.mark.parametrize("name", sorted(PAPER) + ["inception_x5", "inception_x30"])
-def test_reduced_scale_protocol_budget_and_schedule_follow_the_stated_rule(name):
-    # The rule (configs/default.py): the baseline's B = 6,000 steps of 64 span the paper's 774 / 8 = 96.75
-    # decay periods; the 4.2.1 configs decay 6x faster per step and train B / 4.
-    config = load(name, "imagenette")
+def test_reduced_scale_protocol_budget_and_schedule_follow_the_stated_rule(name, argument, baseline_steps):
+    # The rule (configs/default.py): the baseline's B steps of 64 (12,000 since revision 2; revision 1's
+    # 6,000 with budget=6000) span the paper's 774 / 8 = 96.75 decay periods; the 4.2.1 configs decay 6x
+    # faster per step and train B / 4.
+    config = load(name, argument)
     accelerated = name in ACCELERATED
-    budget = 6_000 // 4 if accelerated else 6_000
+    budget = baseline_steps // 4 if accelerated else baseline_steps
     assert config.num_train_steps == budget and config.eval_recalibrate_batches == 20
     assert config.eval_every_steps == 150  # the same for every ablation
-    steps_per_period = 6_000 / (774 / 8) / (6 if accelerated else 1)  # 62.0 or 10.33 steps
+    steps_per_period = baseline_steps / (774 / 8) / (6 if accelerated else 1)  # B / 96.75, 6x less if accelerated
     _, num_steps, schedule = train.train_schedule(config, num_train_examples=9_469)
     assert num_steps == budget
     peak = config.base_learning_rate * 64 / 32
-    for step in (s for s in (0, 10, 61, 63, 1_000, 1_499, 3_101, 5_999) if s < budget):
+    for step in (s for s in (0, 10, 61, 63, 123, 125, 1_000, 1_499, 3_101, 5_999, 11_999) if s < budget):
         expected = peak * 0.96 ** math.floor(step / steps_per_period)
         assert math.isclose(float(schedule(step)), expected, rel_tol=1e-5), (name, step)
     # Both families end their budget at about the paper's last rate relative to the first: 0.96 ** 96.75 ~ 1.9%
     # for the baseline's schedule, 0.96 ** 145 ~ 0.27% for the accelerated one after B / 4.
     assert math.isclose(float(schedule(budget - 1)) / peak, 0.96 ** (145 if accelerated else 96), rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("argument,message", [
+    ("imagenette,budget=3", "budget='3': expected a whole number of training steps >= 4"),
+    ("imagenette,budget=6e3", "budget='6e3': expected a whole number"),
+    ("tiny,budget=6000", "budget=6000 applies to the imagenette protocol only"),
+])
+def test_bad_budget_is_refused_naming_it(argument, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load("bn_x30", argument)
 
 
 def test_learning_rate_controls_are_inception_at_the_bn_rates():

@@ -58,6 +58,6 @@ def test_a_misspelled_config_file_or_key_is_one_line(tmp_path, args, message):
 
 
 def test_print_config_prints_the_resolved_config_and_exits():
-    result = run("--config=configs/bn_x30.py:imagenette", "--print_config")
+    result = run("--config=configs/bn_x30.py:imagenette,budget=6000", "--print_config")
     assert result.returncode == 0, result.stderr
     assert '"base_learning_rate": 0.045' in result.stdout and '"num_train_steps": 1500' in result.stdout

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+from tests.test_compare_ablations import write_run
 from tests.test_train import REPO
 
 
@@ -11,19 +12,52 @@ def run(*args):
 
 
 def test_plan_has_the_protocol_seeds_and_budgets_and_skips_finished_runs(tmp_path):
-    (tmp_path / "bn_x5" / "seed0" / "checkpoints" / "1500").mkdir(parents=True)  # a finished run
+    (tmp_path / "bn_x5" / "seed0" / "checkpoints" / "3000").mkdir(parents=True)  # a finished run
     (tmp_path / "inception_x30" / "seed1").mkdir(parents=True)
     (tmp_path / "inception_x30" / "seed1" / "diverged.txt").write_text("non-finite loss or gradient at step 7\n")
     result = run(f"--runs={tmp_path}", "--dry_run")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
     assert len(lines) == 18  # 2 seeds of 8 ablations, a third of inception and bn_x30
-    assert lines[0].startswith("[ 1/18] inception seed 0: steps 0 -> 6000")
-    assert lines[1].startswith("[ 2/18] bn_x30 seed 0: steps 0 -> 1500")
-    assert lines[2] == "[ 3/18] bn_x5 seed 0: finished earlier, no evaluation yet"
-    assert lines[12] == "[13/18] inception_x30 seed 1: diverged earlier (non-finite loss or gradient at step 7)"
-    assert [line.split(":")[0][8:] for line in lines[16:]] == ["inception seed 2", "bn_x30 seed 2"]
+    # The baseline's seeds first (its plateau decides B = 12,000), then seed rounds of the others.
+    assert [line.split(":")[0][8:] for line in lines[:3]] == ["inception seed 0", "inception seed 1", "inception seed 2"]
+    assert lines[0].startswith("[ 1/18] inception seed 0: steps 0 -> 12000")
+    assert lines[3].startswith("[ 4/18] bn_x30 seed 0: steps 0 -> 3000")
+    assert lines[4] == "[ 5/18] bn_x5 seed 0: finished earlier, no evaluation yet"
+    assert lines[13] == "[14/18] inception_x30 seed 1: diverged earlier (non-finite loss or gradient at step 7)"
+    assert lines[17].split(":")[0][8:] == "bn_x30 seed 2"
     assert not (tmp_path / "report").exists()
+    result = run(f"--runs={tmp_path}", "--dry_run", "--budget=6000", "--only=bn_x30", "--max_seeds=1")
+    assert result.stdout.splitlines() == [f"[ 1/1] bn_x30 seed 0: steps 0 -> 1500; protocol ETA 3m45s (log: "
+                                          f"{tmp_path / 'bn_x30' / 'seed0' / 'train.log'})"]
+
+
+def finished_baseline(runs, curve, budget=8):
+    for seed in range(3):
+        write_run(runs / "inception" / f"seed{seed}", curve, "inception", seed=seed)
+        (runs / "inception" / f"seed{seed}" / "checkpoints" / str(budget)).mkdir(parents=True)
+
+
+def test_other_ablations_wait_for_the_baselines_plateau(tmp_path):
+    # Budget 8: Inception trains 8 steps, the accelerated configs 2. Evaluations at 2, 4, 6, 8: the last 20%
+    # of the steps is the evaluation at 8.
+    finished_baseline(tmp_path / "rising", [(2, 0.3), (4, 0.4), (6, 0.5), (8, 0.6)])  # +10 points: not plateaued
+    result = run(f"--runs={tmp_path / 'rising'}", "--dry_run", "--budget=8")
+    assert result.returncode == 3, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert all(line.startswith(f"[ {i}/18] inception seed {i - 1}: finished earlier") for i, line in enumerate(lines[:3], 1))
+    assert lines[3] == ("Plateau rule: Inception gained 10.00 points in the last 20% of its steps (mean over seeds; "
+                        "per seed 10.00, 10.00, 10.00): the rule (< 0.5) is NOT met at B = 8 steps. By the protocol B "
+                        "is too small: start again with --budget=16 and a new --runs directory (or pass "
+                        "--ignore_plateau).")
+    assert len(lines) == 4 and not (tmp_path / "rising" / "bn_x30").exists()
+    result = run(f"--runs={tmp_path / 'rising'}", "--dry_run", "--budget=8", "--ignore_plateau")
+    assert result.returncode == 0 and "[ 4/18] bn_x30 seed 0: steps 0 -> 2;" in result.stdout
+
+    finished_baseline(tmp_path / "flat", [(2, 0.3), (4, 0.6), (6, 0.6), (8, 0.604)])  # +0.4 points: plateaued
+    result = run(f"--runs={tmp_path / 'flat'}", "--dry_run", "--budget=8")
+    assert result.returncode == 0 and "Plateau rule" not in result.stdout
+    assert "[18/18] bn_x30 seed 2: steps 0 -> 2;" in result.stdout
 
 
 def test_bad_arguments_are_refused_naming_the_value(tmp_path):
@@ -31,3 +65,5 @@ def test_bad_arguments_are_refused_naming_the_value(tmp_path):
     assert result.returncode == 2 and "--only=bn_x31: unknown ablations ['bn_x31']" in result.stderr
     result = run(f"--runs={tmp_path}", f"--data_dir={tmp_path / 'nowhere'}")
     assert result.returncode == 2 and "nowhere: no train/ folder there" in result.stderr
+    result = run(f"--runs={tmp_path}", "--budget=3")
+    assert result.returncode == 2 and "--budget=3: expected a whole number of training steps >= 4" in result.stderr

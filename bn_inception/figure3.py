@@ -1,0 +1,42 @@
+"""The reduced-scale Figure 3 protocol's measurements on a validation curve (rules: configs/default.py).
+
+A curve is a list of (step, top-1 accuracy) in step order, as `events.read_scalars` returns it.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+PLATEAU_FRACTION = 0.2  # the plateau rule: the baseline's last 20% of steps...
+PLATEAU_POINTS = 0.5  # ...gains under 0.5 points of top-1, mean over its seeds.
+
+
+def best(curve: list[tuple[int, float]]) -> tuple[int, float]:
+    """(step, accuracy) of the maximum, the earliest step on ties."""
+    return max(curve, key=lambda point: (point[1], -point[0]))
+
+
+def steps_to(curve: list[tuple[int, float]], threshold: float) -> int | None:
+    """The first evaluated step whose accuracy is at or above `threshold` (None if never)."""
+    return next((s for s, a in curve if a >= threshold), None)
+
+
+def plateau_gain(curve: list[tuple[int, float]]) -> float:
+    """Points of top-1 (x100) the run gained in its last 20% of steps: its maximum minus its maximum up to
+    80% of its last evaluated step (NaN without an evaluation in the first 80%)."""
+    last = curve[-1][0]
+    early = [a for s, a in curve if s <= (1 - PLATEAU_FRACTION) * last]
+    return 100 * (best(curve)[1] - max(early)) if early else float("nan")
+
+
+def plateau_met(gains: list[float]) -> bool:
+    """The plateau rule on the baseline's seeds: the mean of their gains is under PLATEAU_POINTS."""
+    return statistics.fmean(gains) < PLATEAU_POINTS
+
+
+def plateau_sentence(gains: list[float]) -> str:
+    """One line: the mean and per-seed gains, and whether the rule is met."""
+    met = plateau_met(gains)
+    return (f"Inception gained {statistics.fmean(gains):.2f} points in the last {PLATEAU_FRACTION:.0%} of its steps "
+            f"(mean over seeds; per seed {', '.join(f'{g:.2f}' for g in gains)}): the rule (< {PLATEAU_POINTS}) is "
+            f"{'met' if met else 'NOT met'}")

@@ -1,18 +1,21 @@
 """The reduced-scale Figure 3 protocol on Imagenette: every ablation and seed, one after another, then the report.
 
   python scripts/run_mini_ablation.py [--runs=runs/mini_ablation] [--data_dir=../shared/data/imagenette]
-      [--only=inception,bn_x30] [--max_seeds=N] [--budget=B] [--ignore_plateau] [--dry_run]
+      [--only=inception,bn_x30] [--max_seeds=N] [--first_seed=K]
+      [--budget=B] [--ignore_plateau] [--dry_run]
 
 Trains `configs/<ablation>.py:imagenette` with `--config.seed=S` into RUNS/<ablation>/seed<S> (budgets, schedule
 and evaluation: the protocol rules in configs/default.py; --budget=B gives the config argument budget=B).
-The Inception baseline's seeds run first; when they have all finished, the plateau rule is checked before any
-other run starts: if their last 20% of steps gained 0.5 points or more (mean over seeds), B is too small, and
-the script stops with exit status 3 and the budget to use next (--ignore_plateau runs the rest anyway). Then
-seed 0 of every other ablation, then seed 1, then the third seed of `bn_x30`. Each run's own output goes to its `train.log`; the console gets a
-line when a run starts and ends, with the ETA of the whole protocol. Re-running the same command continues:
-finished runs are skipped, an interrupted one resumes from its last checkpoint. A run stopped by a non-finite
-loss is recorded as diverged (`diverged.txt` in its workdir) and not retried. At the end (or with what exists
-so far) `scripts/compare_ablations.py` writes Figures 2 and 3 to RUNS/report.
+Seeds are 0, 1 (and 2 for `inception` and `bn_x30`), or K, K+1, K+2 with --first_seed=K to repeat the
+protocol with other seeds. The Inception baseline's seeds run first; when they have all finished, the plateau
+rule is checked before any other run starts: if their last 20% of steps gained 0.5 points or more (mean over
+seeds), B is too small, and the script stops with exit status 3 and the budget to use next (--ignore_plateau
+runs the rest anyway). Then the first seed of every other ablation, then the second, then BN-x30's third.
+Each run's own output goes to its `train.log`; the console gets a line when a run starts and ends, with the
+ETA of the whole protocol. Re-running the same command continues: finished runs are skipped, an interrupted
+one resumes from its last checkpoint. A run stopped by a non-finite loss is recorded as diverged
+(`diverged.txt` in its workdir) and not retried. At the end (or with what exists so far)
+`scripts/compare_ablations.py` writes Figures 2 and 3 to RUNS/report.
 """
 
 from __future__ import annotations
@@ -46,13 +49,14 @@ NONFINITE = re.compile(r"Non-finite loss or gradient at step (\d+)")
 PRIOR_SECONDS_PER_STEP = 0.15  # 2-core CPU, 2026-11-26; replaced by this invocation's measurement.
 
 
-def plan(only: list[str], max_seeds: int) -> list[tuple[str, int]]:
+def plan(only: list[str], max_seeds: int, first_seed: int = 0) -> list[tuple[str, int]]:
     """(ablation, seed) in running order: every seed of the baseline (its plateau decides the budget), then
-    seed 0 of every other ablation, then seed 1, then seed 2."""
+    the first seed of every other ablation, then the second, then the third; seeds count from `first_seed`."""
     chosen = [a for a in ABLATIONS if not only or a in only]
     rounds = range(max(SEEDS.values()) if max_seeds <= 0 else max_seeds)
     first = [(BASELINE, s) for s in rounds if BASELINE in chosen and s < SEEDS[BASELINE]]
-    return first + [(a, s) for s in rounds for a in chosen if a != BASELINE and s < SEEDS[a]]
+    ordered = first + [(a, s) for s in rounds for a in chosen if a != BASELINE and s < SEEDS[a]]
+    return [(a, first_seed + s) for a, s in ordered]
 
 
 def config_argument(budget_steps: int) -> str:
@@ -65,9 +69,9 @@ def budget(ablation: str, budget_steps: int) -> int:
     return importlib.import_module(f"configs.{ablation}").get_config(config_argument(budget_steps)).num_train_steps
 
 
-def baseline_plateau(runs: pathlib.Path, budget_steps: int, seeds: int) -> list[float] | None:
+def baseline_plateau(runs: pathlib.Path, budget_steps: int, seeds: list[int]) -> list[float] | None:
     """Each baseline seed's gain in its last 20% (points), or None while one of them is unfinished."""
-    workdirs = [runs / BASELINE / f"seed{s}" for s in range(seeds)]
+    workdirs = [runs / BASELINE / f"seed{s}" for s in seeds]
     if any(saved_step(w) < budget(BASELINE, budget_steps) for w in workdirs):
         return None
     return [figure3.plateau_gain(events.read_scalars(w).get(TAG, [])) for w in workdirs]
@@ -98,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=pathlib.Path, default=pathlib.Path("runs/mini_ablation"))
     parser.add_argument("--data_dir", type=pathlib.Path, default=ROOT.parent / "shared" / "data" / "imagenette")
     parser.add_argument("--only", default="", help="comma-separated ablations (default: all of them)")
-    parser.add_argument("--max_seeds", type=int, default=0, help="run seeds 0..N-1 at most (default: the protocol's)")
+    parser.add_argument("--max_seeds", type=int, default=0, help="run N seeds at most (default: the protocol's)")
+    parser.add_argument("--first_seed", type=int, default=0, help="the first seed number (default 0)")
     parser.add_argument("--budget", type=int, default=0,
                         help="B, the baseline schedule's steps (config argument budget=B; default: configs/default.py's)")
     parser.add_argument("--ignore_plateau", action="store_true",
@@ -113,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--data_dir={args.data_dir}: no train/ folder there (expected Imagenette as ImageFolder)")
     if args.budget < 0 or 0 < args.budget < 4:
         parser.error(f"--budget={args.budget}: expected a whole number of training steps >= 4 (0: the config's)")
-    runs = [(a, s, args.runs / a / f"seed{s}", budget(a, args.budget)) for a, s in plan(only, args.max_seeds)]
-    baseline_seeds = SEEDS[BASELINE] if args.max_seeds <= 0 else min(args.max_seeds, SEEDS[BASELINE])
+    if args.first_seed < 0:
+        parser.error(f"--first_seed={args.first_seed}: expected a seed number >= 0")
+    runs = [(a, s, args.runs / a / f"seed{s}", budget(a, args.budget))
+            for a, s in plan(only, args.max_seeds, args.first_seed)]
+    baseline_seeds = [s for _, s in plan([BASELINE], args.max_seeds, args.first_seed)]
     signal.signal(signal.SIGTERM, _Child.forward)
 
     seconds_per_step = PRIOR_SECONDS_PER_STEP

@@ -58,6 +58,11 @@ def test_other_ablations_wait_for_the_baselines_plateau(tmp_path):
     result = run(f"--runs={tmp_path / 'flat'}", "--dry_run", "--budget=8")
     assert result.returncode == 0 and "Plateau rule" not in result.stdout
     assert "[18/18] bn_x30 seed 2: steps 0 -> 2;" in result.stdout
+    # Other seeds (--first_seed=10): the baseline's seeds 10-12 are unfinished, so nothing waits yet.
+    result = run(f"--runs={tmp_path / 'rising'}", "--dry_run", "--budget=8", "--first_seed=10")
+    lines = [line.split(":")[0][8:] for line in result.stdout.splitlines()]
+    assert result.returncode == 0 and lines[:4] == ["inception seed 10", "inception seed 11", "inception seed 12", "bn_x30 seed 10"]
+    assert lines[-1] == "bn_x30 seed 12" and len(lines) == 18 and "Plateau rule" not in result.stdout
 
 
 def test_bad_arguments_are_refused_naming_the_value(tmp_path):
@@ -65,5 +70,7 @@ def test_bad_arguments_are_refused_naming_the_value(tmp_path):
     assert result.returncode == 2 and "--only=bn_x31: unknown ablations ['bn_x31']" in result.stderr
     result = run(f"--runs={tmp_path}", f"--data_dir={tmp_path / 'nowhere'}")
     assert result.returncode == 2 and "nowhere: no train/ folder there" in result.stderr
+    result = run(f"--runs={tmp_path}", "--first_seed=-1")
+    assert result.returncode == 2 and "--first_seed=-1: expected a seed number >= 0" in result.stderr
     result = run(f"--runs={tmp_path}", "--budget=3")
     assert result.returncode == 2 and "--budget=3: expected a whole number of training steps >= 4" in result.stderr

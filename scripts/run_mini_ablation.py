@@ -70,11 +70,13 @@ def budget(ablation: str, budget_steps: int) -> int:
 
 
 def baseline_plateau(runs: pathlib.Path, budget_steps: int, seeds: list[int]) -> list[float] | None:
-    """Each baseline seed's gain in its last 20% (points), or None while one of them is unfinished."""
+    """Each baseline seed's gain in its last 20% (points), or None while one of them is unfinished or has
+    no evaluations."""
     workdirs = [runs / BASELINE / f"seed{s}" for s in seeds]
     if any(saved_step(w) < budget(BASELINE, budget_steps) for w in workdirs):
         return None
-    return [figure3.plateau_gain(events.read_scalars(w).get(TAG, [])) for w in workdirs]
+    curves = [events.read_scalars(w).get(TAG, []) for w in workdirs]
+    return [figure3.plateau_gain(c) for c in curves] if all(curves) else None
 
 
 def saved_step(workdir: pathlib.Path) -> int:
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 
     seconds_per_step = PRIOR_SECONDS_PER_STEP
     trained_steps, trained_seconds, failed = 0, 0.0, []
+    plateau_checked = False
     for i, (ablation, seed, workdir, steps) in enumerate(runs, 1):
         name = f"[{i:2d}/{len(runs)}] {ablation} seed {seed}"
         if (workdir / DIVERGED).exists():
@@ -137,12 +140,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: finished earlier, {events.accuracy_summary(workdir)}", flush=True)
             continue
         gains = baseline_plateau(args.runs, args.budget, baseline_seeds) if ablation != BASELINE else None
-        if gains is not None and not figure3.plateau_met(gains) and not args.ignore_plateau:
-            b = budget(BASELINE, args.budget)
-            print(f"Plateau rule: {figure3.plateau_sentence(gains)} at B = {b} steps. By the protocol B is too small: "
-                  f"start again with --budget={2 * b} and a new --runs directory (or pass --ignore_plateau).",
-                  flush=True)
-            return 3
+        if gains is not None and not plateau_checked:
+            plateau_checked, b = True, budget(BASELINE, args.budget)
+            if figure3.plateau_met(gains):
+                print(f"Plateau rule: {figure3.plateau_sentence(gains)} at B = {b} steps.", flush=True)
+            elif args.ignore_plateau:
+                print(f"Plateau rule: {figure3.plateau_sentence(gains)} at B = {b} steps; going on "
+                      "(--ignore_plateau).", flush=True)
+            else:
+                print(f"Plateau rule: {figure3.plateau_sentence(gains)} at B = {b} steps. By the protocol B is too "
+                      f"small: start again with --budget={2 * b} and a new --runs directory (or pass "
+                      "--ignore_plateau).", flush=True)
+                return 3
         left = sum(max(0, n - saved_step(w)) for a, _, w, n in runs[i - 1:] if not (w / DIVERGED).exists())
         print(f"{name}: steps {start} -> {steps}; protocol ETA {console.duration(left * seconds_per_step)} "
               f"(log: {workdir / 'train.log'})", flush=True)

@@ -53,10 +53,14 @@ def test_other_ablations_wait_for_the_baselines_plateau(tmp_path):
     assert len(lines) == 4 and not (tmp_path / "rising" / "bn_x30").exists()
     result = run(f"--runs={tmp_path / 'rising'}", "--dry_run", "--budget=8", "--ignore_plateau")
     assert result.returncode == 0 and "[ 4/18] bn_x30 seed 0: steps 0 -> 2;" in result.stdout
+    assert result.stdout.count("is NOT met at B = 8 steps; going on (--ignore_plateau).") == 1
 
     finished_baseline(tmp_path / "flat", [(2, 0.3), (4, 0.6), (6, 0.6), (8, 0.604)])  # +0.4 points: plateaued
     result = run(f"--runs={tmp_path / 'flat'}", "--dry_run", "--budget=8")
-    assert result.returncode == 0 and "Plateau rule" not in result.stdout
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and sum(line.startswith("Plateau rule") for line in lines) == 1
+    assert lines[3] == ("Plateau rule: Inception gained 0.40 points in the last 20% of its steps (mean over seeds; "
+                        "per seed 0.40, 0.40, 0.40): the rule (< 0.5) is met at B = 8 steps.")
     assert "[18/18] bn_x30 seed 2: steps 0 -> 2;" in result.stdout
     # Other seeds (--first_seed=10): the baseline's seeds 10-12 are unfinished, so nothing waits yet.
     result = run(f"--runs={tmp_path / 'rising'}", "--dry_run", "--budget=8", "--first_seed=10")

@@ -187,6 +187,31 @@ def markdown_table(rows: list[dict], notes: list[str]) -> str:
     return "\n".join(lines + caveat + [""] + [f"- {note}" for note in notes]) + "\n"
 
 
+def equal_steps(runs: list[dict]) -> list[int]:
+    """The columns of the equal-steps table: the 2nd, 4th and 6th evaluations (early learning speed), and
+    1/4, 1/2 and all of the longest run (the accelerated budget and the baseline's, under the protocol)."""
+    curves = [r["curve"] for r in runs if r["curve"]]
+    if not curves:
+        return []
+    first, last = min(c[0][0] for c in curves), max(c[-1][0] for c in curves)
+    evaluated = {s for c in curves for s, _ in c}
+    return sorted({s for s in (2 * first, 4 * first, 6 * first, last // 4, last // 2, last) if s in evaluated})
+
+
+def equal_steps_table(runs: list[dict]) -> str:
+    """Markdown: validation top-1 (%) of each group at the `equal_steps` columns, mean over the seeds that
+    evaluated there (blank where none did), in the runs' own steps."""
+    columns = equal_steps(runs)
+    lines = ["| run | seeds | " + " | ".join(f"{s:,}" for s in columns) + " |", "|" + "---|" * (len(columns) + 2)]
+    for label, members in group_runs(runs).items():
+        cells = []
+        for step in columns:
+            values = [dict(r["curve"])[step] for r in members if step in dict(r["curve"])]
+            cells.append(f"{100 * statistics.fmean(values):.1f}" if values else "")
+        lines.append(f"| {label} | {len(members)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_outputs(runs: list[dict], output: pathlib.Path) -> list[dict]:
     """Writes figure2.png, figure3.md/.csv, figure3_runs.csv and curves.csv to `output`; returns the group rows."""
     import matplotlib
@@ -236,7 +261,9 @@ def write_outputs(runs: list[dict], output: pathlib.Path) -> list[dict]:
                 writer.writerow([run["label"], run["seed"], step, step * run["batch"] // 32, f"{accuracy:.6f}",
                                  f"{top5[step]:.6f}" if step in top5 else "",
                                  f"{moving[step]:.6f}" if step in moving else ""])
-    (output / "figure3.md").write_text("# Figure 3\n\n" + markdown_table(rows, notes))
+    (output / "figure3.md").write_text("# Figure 3\n\n" + markdown_table(rows, notes)
+                                       + "\n## Validation top-1 (%) at equal steps, mean over seeds\n\n"
+                                       + equal_steps_table(runs))
     return rows
 
 

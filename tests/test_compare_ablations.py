@@ -89,6 +89,11 @@ def test_seeds_are_grouped_into_means_ranges_and_per_seed_steps(tmp_path):
     # Plateau rule: gains in the last 20% of steps are 30 (0.6 - 0.3) and 8 (0.8 - 0.72) points.
     assert "gained 19.00 points" in table and "per seed 30.00, 8.00" in table and "NOT met" in table
     assert "inception_x30 seed 0: diverged (non-finite loss or gradient at step 120)" in table
+    # Equal steps: first evaluation 50, longest run 300 -> 100, 200, 300 (and 75, 150, 300 are not all
+    # evaluated): inception at 100 is the mean of 0.3 and 0.5, bn_x30 at 100 of 0.71 and 0.75.
+    assert compare_ablations.equal_steps(loaded) == [100, 200, 300]
+    assert table.endswith("| run | seeds | 100 | 200 | 300 |\n|---|---|---|---|---|\n| inception | 2 | 40.0 | 66.0 | 80.0 |\n"
+                          "| bn_x30 | 2 | 73.0 |  |  |\n| inception_x30 | 1 | 10.0 |  |  |\n")
     curves = list(csv.DictReader(open(tmp_path / "out" / "curves.csv")))
     assert len(curves) == 2 + 3 + 2 + 2 + 1
     assert curves[2] == {"run": "inception", "seed": "1", "step": "100", "paper_step": "100", "top1": "0.500000",

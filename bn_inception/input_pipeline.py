@@ -198,6 +198,15 @@ def eval_batches(
     `crops=1`: one central crop per image, uint8 images (B, S, S, 3); `crops=144`: GoogLeNet's 144 crops,
     uint8 images (B, 144, S, S, 3).
     """
+    return iterate_eval(eval_dataset(source, cfg, local_batch, process_count, crops), source, local_batch)
+
+
+def eval_dataset(
+    source: Source, cfg: InputConfig, local_batch: int, process_count: int, crops: int = 1, cache: bool = False
+) -> tf.data.Dataset:
+    """The dataset behind `eval_batches`, for iterating more than once with `iterate_eval`. `cache`: keep the
+    preprocessed images in memory after the first full pass, so that later passes decode nothing (the same
+    images: preprocessing for evaluation is deterministic)."""
     if crops not in (1, 144):
         raise ValueError(f"crops={crops}; expected 1 or 144.")
     num_steps = -(-source.num_examples // (process_count * local_batch))  # no process holds more
@@ -216,11 +225,18 @@ def eval_batches(
         },
         num_parallel_calls=tf.data.AUTOTUNE,
     )
+    if cache:
+        ds = ds.cache()
     padding = tf.data.Dataset.from_tensors(
         {"image": tf.zeros(image_shape, tf.uint8), "label": tf.constant(0, tf.int64), "mask": tf.constant(0.0)}
     ).repeat()
     ds = ds.concatenate(padding).take(num_steps * local_batch).batch(local_batch)
-    return _naming_undecodable(tfds.as_numpy(ds.prefetch(tf.data.AUTOTUNE)), source, 0, False, 0, local_batch)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def iterate_eval(ds: tf.data.Dataset, source: Source, local_batch: int) -> Iterator[dict[str, np.ndarray]]:
+    """One pass over an `eval_dataset` as numpy batches; an undecodable image stops it, named."""
+    return _naming_undecodable(tfds.as_numpy(ds), source, 0, False, 0, local_batch)
 
 
 def make_source(

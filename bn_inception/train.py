@@ -355,6 +355,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
             batches = input_pipeline.train_batches(train_source, cfg, local_batch, steps_per_epoch, at_step)
         return (runner.shard_batch(next(batches)) for _ in range(config.eval_recalibrate_batches))
 
+    if not config.synthetic_data:
+        eval_data = input_pipeline.eval_dataset(eval_source, cfg, local_eval_batch, jax.process_count(),
+                                                cache=config.eval_cache)
+
     def run_evaluation(at_step: int) -> dict[str, float]:
         """eval/*: with Algorithm 2's statistics when configured (and then also eval_moving_average/*)."""
         moving = evaluate(p_eval, state, eval_batches(), runner)
@@ -367,7 +371,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     def eval_batches():
         if config.synthetic_data:
             return (b for b, _ in zip(synthetic_data.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed, mask=True), range(2)))
-        return input_pipeline.eval_batches(eval_source, cfg, local_eval_batch, jax.process_count())
+        return input_pipeline.iterate_eval(eval_data, eval_source, local_eval_batch)
 
     report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
     progress = _Progress(start_step, num_steps, config.global_batch_size)

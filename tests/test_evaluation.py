@@ -49,8 +49,10 @@ def test_144_crop_geometry(shape):
 def trained_run(tmp_path_factory):
     data = write_image_folder(tmp_path_factory.mktemp("images"), {"train": 16, "val": 9})
     workdir = tmp_path_factory.mktemp("run")
+    # eval_cache: the trainer's moving-average pass fills the cache, its recalibrated pass reads it; the
+    # tests below compare both with evaluation.py's own uncached pass.
     config = tiny_config(data, num_train_steps=4, eval_every_steps=4, checkpoint_every_steps=4, log_every_steps=4,
-                         eval_recalibrate_batches=2)
+                         eval_recalibrate_batches=2, eval_cache=True)
     final = train.train_and_evaluate(config, str(workdir))
     return workdir, final
 

@@ -31,6 +31,24 @@ def test_eval_counts_every_example_once_across_processes(folder):
     assert np.bincount(labels[masks == 1]).tolist() == [5, 5, 5, 5]
 
 
+def test_cached_evaluation_gives_the_same_batches_without_reading_the_images_again(tmp_path):
+    root = write_image_folder(tmp_path / "images", {"train": 2, "val": 5})
+    source = input_pipeline.folder_source(str(root), "val", 0, 1, seed=0, block=3)
+    expected = list(input_pipeline.eval_batches(source, CFG, local_batch=3, process_count=1))
+    cached = input_pipeline.eval_dataset(source, CFG, local_batch=3, process_count=1, cache=True)
+    uncached = input_pipeline.eval_dataset(source, CFG, local_batch=3, process_count=1)
+    for ds in (cached, uncached):  # a first full pass over each
+        assert len(list(input_pipeline.iterate_eval(ds, source, 3))) == len(expected) == 7
+    (root / "val").rename(root / "gone")  # later passes cannot read a file
+    for _ in range(2):
+        again = list(input_pipeline.iterate_eval(cached, source, 3))
+        assert len(again) == len(expected)
+        for got, want in zip(again, expected):
+            assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+    with pytest.raises(tf.errors.NotFoundError):
+        list(input_pipeline.iterate_eval(uncached, source, 3))
+
+
 def test_training_shares_are_disjoint_and_resume_mid_epoch(folder):
     shares = [input_pipeline.folder_source(str(folder), "train", p, 2, seed=3, block=4) for p in range(2)]
     indices = [{int(i) for _, _, i in share.epoch(1, True).as_numpy_iterator()} for share in shares]

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import statistics
 
+BASELINE = "inception"  # the ablation whose maximum is the threshold
+TOP1_TAG = "eval/top1_accuracy"  # the curve: validation top-1 as the trainer logs it
+DIVERGED = "diverged.txt"  # written in a run's workdir by scripts/run_mini_ablation.py for a non-finite loss
 PLATEAU_FRACTION = 0.2  # the plateau rule: the baseline's last 20% of steps...
 PLATEAU_POINTS = 0.5  # ...gains under 0.5 points of top-1, mean over its seeds.
 
@@ -14,6 +17,11 @@ PLATEAU_POINTS = 0.5  # ...gains under 0.5 points of top-1, mean over its seeds.
 def best(curve: list[tuple[int, float]]) -> tuple[int, float]:
     """(step, accuracy) of the maximum, the earliest step on ties."""
     return max(curve, key=lambda point: (point[1], -point[0]))
+
+
+def threshold(baseline_curves: list[list[tuple[int, float]]]) -> float:
+    """Figure 3's threshold: the mean over the baseline's seeds of their maximum accuracy."""
+    return statistics.fmean(best(curve)[1] for curve in baseline_curves)
 
 
 def steps_to(curve: list[tuple[int, float]], threshold: float) -> int | None:

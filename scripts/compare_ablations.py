@@ -33,11 +33,8 @@ console.quiet_tensorflow_import(sys.argv)
 
 from bn_inception import events, figure3  # noqa: E402
 
-TAG = "eval/top1_accuracy"
 MOVING_AVERAGE_TAG = "eval_moving_average/top1_accuracy"
 TOP5_TAG = "eval/top5_accuracy"
-BASELINE = "inception"
-DIVERGED = "diverged.txt"  # written by scripts/run_mini_ablation.py for a run stopped by a non-finite loss
 # Paper, Figure 3: steps (of 32 examples) to reach Inception's 72.2%, and the best accuracy.
 PAPER = {
     "inception": (31.0e6, 0.722),
@@ -60,11 +57,11 @@ def load_run(run_dir: pathlib.Path) -> dict:
     if config.get("dataset") and config.get("dataset") != "imagenet2012":
         scale = (f"{config['dataset']}, {config.get('num_classes')} classes, {config.get('image_size')}px, "
                  f"width x{config.get('model.width_multiplier', 1.0):g}")
-    diverged = run_dir / DIVERGED
+    diverged = run_dir / figure3.DIVERGED
     return {
         "label": label, "seed": config.get("seed"), "dir": str(run_dir), "batch": config.get("global_batch_size", 32),
         "scale": scale, "diverged": diverged.read_text().strip() if diverged.exists() else None,
-        "curve": scalars.get(TAG, []), "curve_moving_average": scalars.get(MOVING_AVERAGE_TAG, []),
+        "curve": scalars.get(figure3.TOP1_TAG, []), "curve_moving_average": scalars.get(MOVING_AVERAGE_TAG, []),
         "curve_top5": scalars.get(TOP5_TAG, []),
     }
 
@@ -90,11 +87,11 @@ def figure3_rows(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
     """(one row per group, one row per run, notes) of Figure 3 under the rule in the module docstring."""
     notes = []
     groups = group_runs(runs)
-    baseline = [r for r in groups.get(BASELINE, []) if r["curve"]]
-    threshold = statistics.fmean(figure3.best(r["curve"])[1] for r in baseline) if baseline else None
+    baseline = [r for r in groups.get(figure3.BASELINE, []) if r["curve"]]
+    threshold = figure3.threshold([r["curve"] for r in baseline]) if baseline else None
     if threshold is None:
-        notes.append(f"No run labelled '{BASELINE}' with {TAG}: steps to the baseline's accuracy and speed-ups "
-                     "cannot be computed.")
+        notes.append(f"No run labelled '{figure3.BASELINE}' with {figure3.TOP1_TAG}: steps to the baseline's "
+                     "accuracy and speed-ups cannot be computed.")
     else:
         notes.append(f"Threshold: Inception's maximum validation top-1, {100 * threshold:.2f}% ("
                      + (f"mean of {len(baseline)} seeds' maxima)." if len(baseline) > 1 else "one seed)."))
@@ -106,7 +103,7 @@ def figure3_rows(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
     for run in runs:
         row = {"run": run["label"], "seed": run["seed"], "dir": run["dir"], "diverged": run["diverged"] or ""}
         if not run["curve"]:
-            notes.append(f"{run['label']} ({run['dir']}): no {TAG} events yet.")
+            notes.append(f"{run['label']} ({run['dir']}): no {figure3.TOP1_TAG} events yet.")
         else:
             best_step, best = figure3.best(run["curve"])
             row.update(max_accuracy=best, step_of_max=best_step, last_step=run["curve"][-1][0])
@@ -116,7 +113,7 @@ def figure3_rows(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
         run_rows.append(row)
 
     baseline_steps = _stats([r["paper_steps_to_baseline_best"] for r in run_rows
-                             if r["run"] == BASELINE and "paper_steps_to_baseline_best" in r])[0]
+                             if r["run"] == figure3.BASELINE and "paper_steps_to_baseline_best" in r])[0]
     rows = []
     for label, members in groups.items():
         mine = [r for r in run_rows if r["run"] == label]
@@ -204,9 +201,10 @@ def equal_steps_table(runs: list[dict]) -> str:
     columns = equal_steps(runs)
     lines = ["| run | seeds | " + " | ".join(f"{s:,}" for s in columns) + " |", "|" + "---|" * (len(columns) + 2)]
     for label, members in group_runs(runs).items():
+        curves = [dict(r["curve"]) for r in members]
         cells = []
         for step in columns:
-            values = [dict(r["curve"])[step] for r in members if step in dict(r["curve"])]
+            values = [curve[step] for curve in curves if step in curve]
             cells.append(f"{100 * statistics.fmean(values):.1f}" if values else "")
         lines.append(f"| {label} | {len(members)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -237,7 +235,7 @@ def write_outputs(runs: list[dict], output: pathlib.Path) -> list[dict]:
                             color=line.get_color(), alpha=0.2, linewidth=0)
     threshold_notes = [n for n in notes if n.startswith("Threshold")]
     if threshold_notes:
-        threshold = statistics.fmean(figure3.best(r["curve"])[1] for r in runs if r["label"] == BASELINE and r["curve"])
+        threshold = figure3.threshold([r["curve"] for r in runs if r["label"] == figure3.BASELINE and r["curve"]])
         ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="Inception's max (threshold)")
     scales = sorted({r["scale"] or "ImageNet" for r in runs})
     ax.set(xlabel="training steps of 32 examples", ylabel="validation top-1 accuracy (single crop)",

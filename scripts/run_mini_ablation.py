@@ -42,9 +42,6 @@ ABLATIONS = ("inception", "bn_x30", "bn_x5", "bn_baseline", "inception_x30", "in
              "inception_sigmoid")
 # Seeds per ablation (issue 12): at least 2, and 3 for the baseline and the paper's best network.
 SEEDS = {a: 3 if a in ("inception", "bn_x30") else 2 for a in ABLATIONS}
-BASELINE = "inception"
-TAG = "eval/top1_accuracy"
-DIVERGED = "diverged.txt"
 NONFINITE = re.compile(r"Non-finite loss or gradient at step (\d+)")
 PRIOR_SECONDS_PER_STEP = 0.15  # 2-core CPU, 2026-11-26; replaced by this invocation's measurement.
 
@@ -54,8 +51,8 @@ def plan(only: list[str], max_seeds: int, first_seed: int = 0) -> list[tuple[str
     the first seed of every other ablation, then the second, then the third; seeds count from `first_seed`."""
     chosen = [a for a in ABLATIONS if not only or a in only]
     rounds = range(max(SEEDS.values()) if max_seeds <= 0 else max_seeds)
-    first = [(BASELINE, s) for s in rounds if BASELINE in chosen and s < SEEDS[BASELINE]]
-    ordered = first + [(a, s) for s in rounds for a in chosen if a != BASELINE and s < SEEDS[a]]
+    first = [(figure3.BASELINE, s) for s in rounds if figure3.BASELINE in chosen and s < SEEDS[figure3.BASELINE]]
+    ordered = first + [(a, s) for s in rounds for a in chosen if a != figure3.BASELINE and s < SEEDS[a]]
     return [(a, first_seed + s) for a, s in ordered]
 
 
@@ -72,10 +69,10 @@ def budget(ablation: str, budget_steps: int) -> int:
 def baseline_plateau(runs: pathlib.Path, budget_steps: int, seeds: list[int]) -> list[float] | None:
     """Each baseline seed's gain in its last 20% (points), or None while one of them is unfinished or has
     no evaluations."""
-    workdirs = [runs / BASELINE / f"seed{s}" for s in seeds]
-    if any(saved_step(w) < budget(BASELINE, budget_steps) for w in workdirs):
+    workdirs = [runs / figure3.BASELINE / f"seed{s}" for s in seeds]
+    if any(saved_step(w) < budget(figure3.BASELINE, budget_steps) for w in workdirs):
         return None
-    curves = [events.read_scalars(w).get(TAG, []) for w in workdirs]
+    curves = [events.read_scalars(w).get(figure3.TOP1_TAG, []) for w in workdirs]
     return [figure3.plateau_gain(c) for c in curves] if all(curves) else None
 
 
@@ -124,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--first_seed={args.first_seed}: expected a seed number >= 0")
     runs = [(a, s, args.runs / a / f"seed{s}", budget(a, args.budget))
             for a, s in plan(only, args.max_seeds, args.first_seed)]
-    baseline_seeds = [s for _, s in plan([BASELINE], args.max_seeds, args.first_seed)]
+    baseline_seeds = [s for _, s in plan([figure3.BASELINE], args.max_seeds, args.first_seed)]
     signal.signal(signal.SIGTERM, _Child.forward)
 
     seconds_per_step = PRIOR_SECONDS_PER_STEP
@@ -132,16 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     plateau_checked = False
     for i, (ablation, seed, workdir, steps) in enumerate(runs, 1):
         name = f"[{i:2d}/{len(runs)}] {ablation} seed {seed}"
-        if (workdir / DIVERGED).exists():
-            print(f"{name}: diverged earlier ({(workdir / DIVERGED).read_text().strip()})", flush=True)
+        if (workdir / figure3.DIVERGED).exists():
+            print(f"{name}: diverged earlier ({(workdir / figure3.DIVERGED).read_text().strip()})", flush=True)
             continue
         start = saved_step(workdir)
         if start >= steps:
             print(f"{name}: finished earlier, {events.accuracy_summary(workdir)}", flush=True)
             continue
-        gains = baseline_plateau(args.runs, args.budget, baseline_seeds) if ablation != BASELINE else None
-        if gains is not None and not plateau_checked:
-            plateau_checked, b = True, budget(BASELINE, args.budget)
+        checking = ablation != figure3.BASELINE and not plateau_checked
+        gains = baseline_plateau(args.runs, args.budget, baseline_seeds) if checking else None
+        if gains is not None:
+            plateau_checked, b = True, budget(figure3.BASELINE, args.budget)
             if figure3.plateau_met(gains):
                 print(f"Plateau rule: {figure3.plateau_sentence(gains)} at B = {b} steps.", flush=True)
             elif args.ignore_plateau:
@@ -152,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"small: start again with --budget={2 * b} and a new --runs directory (or pass "
                       "--ignore_plateau).", flush=True)
                 return 3
-        left = sum(max(0, n - saved_step(w)) for a, _, w, n in runs[i - 1:] if not (w / DIVERGED).exists())
+        left = sum(max(0, n - saved_step(w)) for a, _, w, n in runs[i - 1:] if not (w / figure3.DIVERGED).exists())
         print(f"{name}: steps {start} -> {steps}; protocol ETA {console.duration(left * seconds_per_step)} "
               f"(log: {workdir / 'train.log'})", flush=True)
         if args.dry_run:
@@ -176,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             seconds_per_step = trained_seconds / trained_steps
         diverged = NONFINITE.findall((workdir / "train.log").read_text()[-20_000:]) if returncode else []
         if diverged:
-            (workdir / DIVERGED).write_text(f"non-finite loss or gradient at step {diverged[-1]}\n")
+            (workdir / figure3.DIVERGED).write_text(f"non-finite loss or gradient at step {diverged[-1]}\n")
             print(f"{name}: diverged at step {diverged[-1]} after {console.duration(wall)}; {events.accuracy_summary(workdir)}", flush=True)
         elif returncode or (done < steps and not _Child.stop):
             failed.append(f"{ablation} seed {seed} (exit status {returncode}, see {workdir / 'train.log'})")

@@ -3,12 +3,15 @@
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
-from bn_inception import benchmarking
+from bn_inception import benchmarking, parallel
 from tests.fixtures import write_image_folder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -40,21 +43,42 @@ def test_benchmark_writes_json_with_consistent_flops(tmp_path):
     assert r["mfu"] is None  # CPU: no peak in the table
 
 
+@pytest.mark.parametrize("mode", ["jit", "pmap"])
+def test_compile_step_counts_one_devices_convolution_flops(mode):
+    # Known count: a 3x3 SAME convolution does 2 * Cin * Cout FLOPs per valid tap, and a 32x32 image has
+    # 94 x 94 valid (output, input) pairs per axis pair; each of 8 devices convolves 2 of the 16 images.
+    # The FLOPs are read before the backend optimises (on GPUs the compiled step calls cuDNN, which XLA
+    # counts as none), and jit's global program is divided over the devices it spans.
+    runner = parallel.Runner.over_all_devices(mode)
+    kernel = np.ones((3, 3, 4, 6), np.float32)
+
+    def conv(kernel, batch):
+        return jax.lax.conv_general_dilated(batch["image"], kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    batch = runner.shard_batch({"image": np.ones((16, 32, 32, 4), np.float32)})
+    step = benchmarking.compile_step(runner.compile_step(conv), runner.put_state(kernel), batch, partitions=benchmarking.partitions_of(runner))
+    assert step.flops_per_device == pytest.approx(2 * 2 * 4 * 6 * 94 * 94, rel=1e-5)  # XLA: a few FLOPs off
+    # Where the backend cannot analyse a lowered program (GPUs), the CPU client's analysis counts the same.
+    lowered = runner.compile_step(conv).lower(runner.put_state(kernel), batch)
+    assert benchmarking.cpu_cost_analysis(lowered)["flops"] == lowered.cost_analysis()["flops"]
+
+
 # The GPU image the project's accelerator checks run on has JAX, flax, optax and orbax but no TensorFlow,
-# tensorflow-datasets or clu: the synthetic benchmark must run with those unimportable.
+# tensorflow-datasets or clu: the synthetic benchmark and the device check must run with those unimportable.
+# Usage: python -c WITHOUT_TENSORFLOW SCRIPT ARGS...
 WITHOUT_TENSORFLOW = """
 import runpy, sys
 for name in ("tensorflow", "tensorflow_datasets", "clu"):
     sys.modules[name] = None
-sys.argv = ["scripts/benchmark.py"] + sys.argv[1:]
-runpy.run_path("scripts/benchmark.py", run_name="__main__")
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
 def test_synthetic_benchmark_runs_without_tensorflow(tmp_path):
     output = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TENSORFLOW, "--config=configs/bn_x30.py:tiny,synthetic",
+        [sys.executable, "-c", WITHOUT_TENSORFLOW, "scripts/benchmark.py", "--config=configs/bn_x30.py:tiny,synthetic",
          "--config.dtype=bfloat16", "--config.global_batch_size=64", "--config.bn_group_size=8",
          "--config.model.width_multiplier=0.0625", "--steps=1", "--warmup_steps=0", "--bn_overhead=false",
          f"--output={output}"],
@@ -66,6 +90,24 @@ def test_synthetic_benchmark_runs_without_tensorflow(tmp_path):
     assert "real_data_images_per_second_per_device" not in r["train"]
     # Groups of 8, one per device: the gradient, statistics and metric reductions only (tests/test_pod.py).
     assert r["train"]["collectives_per_step"] == 3
+
+
+def test_check_device_compares_two_lowerings_and_fails_over_tolerance():
+    # On a CPU host the "device" runs XLA's own convolution and pooling gradients (--config.model.lowering=xla)
+    # and the reference the CPU lowering's: two code paths of one function, equal up to float32 rounding.
+    # Tolerance 0 turns that rounding into a failure: exit 1 and the verdict line.
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_TENSORFLOW, "scripts/check_device.py", "--config=configs/bn_x30.py:tiny,synthetic",
+         "--config.model.lowering=xla", "--config.num_classes=10", "--config.model.width_multiplier=0.0625", "--tolerance=0"],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "lowering xla; reference: CPU, lowering cpu" in result.stdout
+    checked = re.search(r"highest precision: loss \S+; relative difference: loss (\S+), parameter change (\S+), "
+                        r"BN statistics (\S+)", result.stdout)
+    loss, change, statistics = (float(x) for x in checked.groups())
+    assert 0 < max(loss, change, statistics) and max(loss, change, statistics) < 1e-4  # measured: 8.6e-6 at most
+    assert "DIFFERENT training step: largest relative difference at highest precision" in result.stdout
 
 
 def test_benchmark_rejects_missing_data_before_compiling(tmp_path):

@@ -15,6 +15,13 @@ set -u
 out=${1:?usage: bash scripts/accelerator_figures.sh OUTDIR [NAME ...]}
 shift
 names=("$@")
+known=" imagenette_inception imagenette_bn_x30 full_bf16_b256 check_device full_bf16_b128 full_bf16_b256_whole full_f32_b256 "
+for name in "${names[@]}"; do
+  if [[ "$known" != *" $name "* ]]; then
+    echo "Unknown measurement '$name'; expected some of:$known" >&2
+    exit 2
+  fi
+done
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 py=${PYTHON:-python3}

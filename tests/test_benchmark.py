@@ -137,3 +137,10 @@ def test_utilisation_is_achieved_over_peak():
     # 12 GFLOP per image at 16,000 images/s on a 989 TFLOP/s device: 19.4%.
     assert benchmarking.utilisation(12e9 * 256, 256 / 16_000, 989.0) == pytest.approx(12e9 * 16_000 / 989e12)
     assert benchmarking.utilisation(1e9, 1.0, None) is None
+
+
+def test_accelerator_figures_rejects_unknown_measurement_before_running(tmp_path):
+    result = subprocess.run(["bash", "scripts/accelerator_figures.sh", str(tmp_path / "out"), "check_device", "full_bf16"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Unknown measurement 'full_bf16'" in result.stderr and "full_bf16_b256" in result.stderr
+    assert not (tmp_path / "out").exists() and result.stdout == ""

@@ -14,6 +14,7 @@ reported, not checked: there XLA may compute float32 convolutions on reduced-pre
 (TF32 on NVIDIA GPUs; an H200, BN-x30 `:imagenette`: the parameters' change 0.37 away from the
 reference, 3.0e-3 at highest precision, 2026-11-26). One step, because later steps amplify rounding: BN-x30 `:imagenette`,
 XLA's lowering against the CPU lowering on a CPU, both float32: 1.3e-4 after one step, 0.29 after three.
+On a CPU host, `--config.model.lowering=xla` checks XLA's own lowering against the CPU lowering.
 """
 
 import contextlib
@@ -93,6 +94,7 @@ def main(argv: list[str]) -> None:
     print(f"{verdict}: largest relative difference at highest precision {worst:.2e} (tolerance {FLAGS.tolerance:g})")
     if worst > FLAGS.tolerance:
         sys.exit(1)
+
 
 if __name__ == "__main__":
     app.run(main)

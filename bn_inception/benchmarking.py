@@ -81,7 +81,7 @@ def compile_step(jitted: Callable[..., Any], *args: Any, partitions: int) -> Com
     FLOPs come from the lowered program, before the backend's optimisations: on GPUs the compiled program
     calls cuDNN for convolutions, which XLA's cost analysis counts as no FLOPs (an H200 reported 0.31
     GFLOP per training image of BN-Inception at 224px in bfloat16 for the compiled step, 11.5 on a CPU).
-    The lowered program of `jit` is the global one, split over `partitions` devices (`partitions_of`);
+    The lowered program of `jit` is the global one, split over `partitions` devices (`Runner.program_devices`);
     that of `pmap` is already one device's (`partitions=1`).
     """
     start = time.perf_counter()
@@ -117,11 +117,6 @@ def cpu_cost_analysis(lowered: jax.stages.Lowered) -> dict[str, float] | None:
         return _jax.hlo_module_cost_analysis(jax.devices("cpu")[0].client, lowered.compiler_ir("hlo").as_hlo_module())
     except (ImportError, AttributeError, RuntimeError):
         return None
-
-
-def partitions_of(runner: parallel.Runner) -> int:
-    """How many devices one lowered step program of `runner` spans: all of them under `jit`, one under `pmap`."""
-    return runner.mesh.size if runner.mode == "jit" else 1
 
 
 def seconds_per_step(step: Callable[[Any], Any], num_steps: int, warmup_steps: int) -> float:
@@ -167,7 +162,7 @@ def _training(
     """
     local_batch = config.global_batch_size // jax.process_count()
     batch = _synthetic(config, local_batch, runner)
-    compiled = compile_step(p_train, state, batch, partitions=partitions_of(runner))
+    compiled = compile_step(p_train, state, batch, partitions=runner.program_devices)
     holder = [state]
 
     def synthetic_step():
@@ -205,7 +200,7 @@ def _evaluation(
 ) -> dict[str, Any]:
     """Compile time, images/s per device and FLOPs of the evaluation step at `config.eval_batch_size`."""
     batch = _synthetic(config, config.eval_batch_size // jax.process_count(), runner, mask=True)
-    compiled = compile_step(p_eval, state, batch, partitions=partitions_of(runner))
+    compiled = compile_step(p_eval, state, batch, partitions=runner.program_devices)
     step_seconds = seconds_per_step(lambda: compiled.fn(state, batch), num_steps, warmup_steps)
     per_device = config.eval_batch_size / jax.device_count()
     return {

@@ -66,6 +66,12 @@ class Runner:
         return PMAP_AXIS if self.mode == "pmap" else None
 
     @property
+    def program_devices(self) -> int:
+        """How many devices the program that `compile_step` lowers describes: every device's share of the
+        global batch under jit, one device's under pmap (what a per-device FLOP count divides by)."""
+        return self.mesh.size if self.mode == "jit" else 1
+
+    @property
     def state_sharding(self) -> jax.sharding.Sharding:
         """Where a restored state lands before `put_state`."""
         if self.mode == "pmap":

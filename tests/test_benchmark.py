@@ -56,7 +56,7 @@ def test_compile_step_counts_one_devices_convolution_flops(mode):
         return jax.lax.conv_general_dilated(batch["image"], kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     batch = runner.shard_batch({"image": np.ones((16, 32, 32, 4), np.float32)})
-    step = benchmarking.compile_step(runner.compile_step(conv), runner.put_state(kernel), batch, partitions=benchmarking.partitions_of(runner))
+    step = benchmarking.compile_step(runner.compile_step(conv), runner.put_state(kernel), batch, partitions=runner.program_devices)
     assert step.flops_per_device == pytest.approx(2 * 2 * 4 * 6 * 94 * 94, rel=1e-5)  # XLA: a few FLOPs off
     # Where the backend cannot analyse a lowered program (GPUs), the CPU client's analysis counts the same.
     lowered = runner.compile_step(conv).lower(runner.put_state(kernel), batch)

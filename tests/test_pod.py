@@ -35,7 +35,7 @@ def _compiled_train_step(bn_group_size):
     abstract = built.abstract_state()
     replicated, sharded = NamedSharding(runner.mesh, P()), NamedSharding(runner.mesh, P("data"))
     state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
-    step = benchmarking.compile_step(p_train, state, _abstract_batch(config, sharded), partitions=benchmarking.partitions_of(runner))
+    step = benchmarking.compile_step(p_train, state, _abstract_batch(config, sharded), partitions=runner.program_devices)
     return step, abstract
 
 

@@ -24,6 +24,10 @@ from bn_inception import preprocessing
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg")
 
+# Parallel decoding on every core this process may use (what tf.data's autotuner converges to for a
+# decode-bound map), set explicitly because the pipelines run without the autotuner: see `_without_autotuner`.
+PARALLEL_CALLS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
 
 @dataclasses.dataclass(frozen=True)
 class Source:
@@ -79,7 +83,7 @@ def folder_source(
         starts = range(process_index * block, n, process_count * block)
         mine = np.concatenate([order[i : i + block] for i in starts] or [np.zeros(0, np.int64)])
         ds = tf.data.Dataset.from_tensor_slices((paths_arr[mine], labels_arr[mine], mine))
-        return ds.map(lambda p, y, i: (tf.io.read_file(p), y, i), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(lambda p, y, i: (tf.io.read_file(p), y, i), num_parallel_calls=PARALLEL_CALLS)
 
     return Source(n, len(classes), tuple(classes), epoch, describe=lambda index: str(paths_arr[index]))
 
@@ -148,11 +152,32 @@ def train_batches(
     uint8 images (B, S, S, 3), their photometric parameters (B, 4) for `photometric.distort`, labels."""
     epoch, batch_in_epoch = divmod(start_step, steps_per_epoch)
     while True:
-        ds = source.epoch(epoch, True).take(steps_per_epoch * local_batch).skip(batch_in_epoch * local_batch)
-        ds = ds.map(functools.partial(_train_example, cfg=cfg, epoch=epoch), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        batches = tfds.as_numpy(ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
-        yield from _naming_undecodable(batches, source, epoch, True, batch_in_epoch * local_batch, local_batch)
+        ds = train_dataset(source, cfg, local_batch, steps_per_epoch, epoch, batch_in_epoch)
+        yield from _naming_undecodable(tfds.as_numpy(ds), source, epoch, True, batch_in_epoch * local_batch, local_batch)
         epoch, batch_in_epoch = epoch + 1, 0
+
+
+def train_dataset(
+    source: Source, cfg: InputConfig, local_batch: int, steps_per_epoch: int, epoch: int, first_batch: int = 0
+) -> tf.data.Dataset:
+    """Epoch `epoch` of `train_batches` from its batch `first_batch` on, as a tf.data pipeline."""
+    ds = source.epoch(epoch, True).take(steps_per_epoch * local_batch).skip(first_batch * local_batch)
+    ds = ds.map(functools.partial(_train_example, cfg=cfg, epoch=epoch), num_parallel_calls=PARALLEL_CALLS, deterministic=True)
+    return _without_autotuner(ds.batch(local_batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
+def _without_autotuner(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """`ds` without tf.data's autotuning thread (fixed parallelism; prefetch buffers still grow as needed).
+
+    Measured with tensorflow 2.21 (docs/cpu_performance.md, "Input pipeline"): destroying an iterator whose
+    autotuning thread is waiting out its optimisation period blocks until the period ends. Every epoch
+    boundary destroys one (a new pipeline per epoch, for exact resumption), and so does every evaluation
+    (recalibration batches, the evaluation pass): on Imagenette one epoch boundary in six stalled training
+    for 5-22 s, 11-13% of an Inception run's wall time.
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.with_options(options)
 
 
 def _train_example(jpeg: tf.Tensor, label: tf.Tensor, index: tf.Tensor, cfg: InputConfig, epoch: int) -> dict[str, tf.Tensor]:
@@ -223,7 +248,7 @@ def eval_dataset(
             "label": label,
             "mask": tf.constant(1.0),
         },
-        num_parallel_calls=tf.data.AUTOTUNE,
+        num_parallel_calls=PARALLEL_CALLS,
     )
     if cache:
         ds = ds.cache()
@@ -231,7 +256,7 @@ def eval_dataset(
         {"image": tf.zeros(image_shape, tf.uint8), "label": tf.constant(0, tf.int64), "mask": tf.constant(0.0)}
     ).repeat()
     ds = ds.concatenate(padding).take(num_steps * local_batch).batch(local_batch)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return _without_autotuner(ds.prefetch(tf.data.AUTOTUNE))
 
 
 def iterate_eval(ds: tf.data.Dataset, source: Source, local_batch: int) -> Iterator[dict[str, np.ndarray]]:

@@ -1,6 +1,7 @@
 """The input pipeline: every example once per epoch, disjoint process shares, bad images named."""
 
 import itertools
+import os
 import pathlib
 
 import numpy as np
@@ -59,6 +60,22 @@ def test_training_shares_are_disjoint_and_resume_mid_epoch(folder):
     resumed = next(input_pipeline.train_batches(shares[0], CFG, 4, steps_per_epoch=5, start_step=5))
     for key in ("image", "photometric", "label"):
         np.testing.assert_array_equal(resumed[key], first_seven[5][key])
+
+
+def test_pipelines_run_without_the_autotuning_thread(folder):
+    # With tf.data's autotuner, destroying an iterator (every epoch boundary, every evaluation) could
+    # block for seconds (docs/cpu_performance.md, "Input pipeline"); decoding keeps every core instead.
+    source = input_pipeline.folder_source(str(folder), "train", 0, 1, seed=3, block=4)
+    train = input_pipeline.train_dataset(source, CFG, 4, steps_per_epoch=5, epoch=1, first_batch=2)
+    evaluation = input_pipeline.eval_dataset(source, CFG, local_batch=4, process_count=1, cache=True)
+    for ds in (train, evaluation):
+        assert ds.options().autotune.enabled is False
+    assert input_pipeline.PARALLEL_CALLS == len(os.sched_getaffinity(0))
+    got = list(train.as_numpy_iterator())
+    want = list(itertools.islice(input_pipeline.train_batches(source, CFG, 4, steps_per_epoch=5, start_step=7), 3))
+    assert len(got) == 3  # batches 2, 3, 4 of the epoch
+    for g, w in zip(got, want):
+        assert all(np.array_equal(g[k], w[k]) for k in ("image", "photometric", "label"))
 
 
 def test_an_undecodable_image_is_named(folder, tmp_path):

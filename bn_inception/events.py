@@ -49,3 +49,12 @@ def accuracy_summary(run_dir: str | pathlib.Path) -> str:
         summary += f" / top-5 {100 * dict(top5).get(last_step, float('nan')):.1f}%"
     summary += f" (step {last_step}); best top-1 {100 * best:.1f}% at step {best_step}"
     return summary + (f", top-5 {100 * best5:.1f}% at step {best5_step}" if top5 else "")
+
+
+def wall_times(event_file: str | pathlib.Path, tag: str) -> list[tuple[int, float]]:
+    """[(step, wall time in seconds), ...] of `tag` in one event file (one process of a run), as written."""
+    points = []
+    for record in tf.data.TFRecordDataset(str(event_file)):
+        event = tf.compat.v1.Event.FromString(record.numpy())
+        points += [(event.step, event.wall_time) for value in event.summary.value if value.tag == tag]
+    return points

@@ -169,11 +169,11 @@ def train_dataset(
 def _without_autotuner(ds: tf.data.Dataset) -> tf.data.Dataset:
     """`ds` without tf.data's autotuning thread (fixed parallelism; prefetch buffers still grow as needed).
 
-    Measured with tensorflow 2.21 (docs/cpu_performance.md, "Input pipeline"): destroying an iterator whose
-    autotuning thread is waiting out its optimisation period blocks until the period ends. Every epoch
-    boundary destroys one (a new pipeline per epoch, for exact resumption), and so does every evaluation
-    (recalibration batches, the evaluation pass): on Imagenette one epoch boundary in six stalled training
-    for 5-22 s, 11-13% of an Inception run's wall time.
+    Measured with tensorflow 2.21 (docs/cpu_performance.md, "Stalls at epoch boundaries"): destroying
+    an iterator whose autotuning thread is waiting out its optimisation period blocks until the period
+    ends. Every epoch boundary destroys one (a new pipeline per epoch, for exact resumption), and so does
+    every evaluation (recalibration batches, the evaluation pass): on Imagenette one epoch boundary in six
+    stalled training for 5-22 s, 11-13% of an Inception run's wall time.
     """
     options = tf.data.Options()
     options.autotune.enabled = False

@@ -5,8 +5,9 @@
 Reads the wall times of `train/loss` (written every `log_every_steps`) and reports each process's event
 file on its own line (a resumed run has one per process; the time between processes is not counted). An
 interval is slow when it took more than `slow_s` seconds beyond that process's median interval, and a
-pause (a stopped process) when it took more than `pause_s` seconds; pauses are left out. Intervals that cross an epoch boundary (a new input pipeline)
-are counted apart from the others, with the seconds their slow ones took beyond the median.
+pause (a stopped process) when it took more than `pause_s` seconds; pauses are left out. Intervals that
+cross an epoch boundary (where training starts a new input pipeline) are counted apart from the others,
+with the seconds their slow ones took beyond the median.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ def test_toy_imagenet_builds_and_reads_back_with_the_right_labels(shared_data, t
     train_source = input_pipeline.make_source(config, "train", 0, 1, block=4)
     cfg = input_pipeline.InputConfig(image_size=64, eval_resize=73, distortion="reduced", seed=0)
     batches = input_pipeline.train_batches(train_source, cfg, local_batch=4, steps_per_epoch=3, start_step=0)
+    assert input_pipeline.train_dataset(train_source, cfg, 4, 3, epoch=0).options().autotune.enabled is False
     labels = np.concatenate([next(batches)["label"] for _ in range(3)])
     expected = [wnid for wnid in ("n01440764", "n02102040", "n02979186") for _ in range(4)]  # one epoch
     assert sorted(names[label] for label in labels) == expected

@@ -63,8 +63,8 @@ def test_training_shares_are_disjoint_and_resume_mid_epoch(folder):
 
 
 def test_pipelines_run_without_the_autotuning_thread(folder):
-    # With tf.data's autotuner, destroying an iterator (every epoch boundary, every evaluation) could
-    # block for seconds (docs/cpu_performance.md, "Input pipeline"); decoding keeps every core instead.
+    # With tf.data's autotuner, destroying an iterator (every epoch boundary, every evaluation) could block
+    # for seconds (docs/cpu_performance.md, "Stalls at epoch boundaries"); decoding keeps every core instead.
     source = input_pipeline.folder_source(str(folder), "train", 0, 1, seed=3, block=4)
     train = input_pipeline.train_dataset(source, CFG, 4, steps_per_epoch=5, epoch=1, first_batch=2)
     evaluation = input_pipeline.eval_dataset(source, CFG, local_batch=4, process_count=1, cache=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Iterator
 
 import tensorflow as tf
 
@@ -24,8 +25,7 @@ def read_scalars(run_dir: str | pathlib.Path) -> dict[str, list[tuple[int, float
         points[step] = value
 
     for path in sorted(pathlib.Path(run_dir).glob("events.out.tfevents.*")):
-        for record in tf.data.TFRecordDataset(str(path)):
-            event = tf.compat.v1.Event.FromString(record.numpy())
+        for event in _events(path):
             for value in event.summary.value:
                 if value.HasField("tensor") and value.metadata.plugin_data.plugin_name == "scalars":
                     add(value.tag, event.step, float(tf.make_ndarray(value.tensor)))
@@ -53,8 +53,10 @@ def accuracy_summary(run_dir: str | pathlib.Path) -> str:
 
 def wall_times(event_file: str | pathlib.Path, tag: str) -> list[tuple[int, float]]:
     """[(step, wall time in seconds), ...] of `tag` in one event file (one process of a run), as written."""
-    points = []
+    return [(event.step, event.wall_time) for event in _events(event_file) for value in event.summary.value
+            if value.tag == tag]
+
+
+def _events(event_file: str | pathlib.Path) -> Iterator[tf.compat.v1.Event]:
     for record in tf.data.TFRecordDataset(str(event_file)):
-        event = tf.compat.v1.Event.FromString(record.numpy())
-        points += [(event.step, event.wall_time) for value in event.summary.value if value.tag == tag]
-    return points
+        yield tf.compat.v1.Event.FromString(record.numpy())

@@ -28,13 +28,15 @@ from bn_inception import events  # noqa: E402
 TAG = "train/loss"
 
 
-def interval_report(event_file: pathlib.Path, steps_per_epoch: int, slow_s: float, pause_s: float) -> dict[str, float]:
-    """Counts and seconds of one process's logging intervals: all, slow, at epoch boundaries, pauses left out."""
-    points = events.wall_times(event_file, TAG)
+def interval_report(
+    points: list[tuple[int, float]], steps_per_epoch: int, slow_s: float, pause_s: float
+) -> dict[str, float]:
+    """Counts and seconds of one process's logging intervals, from its (step, wall time) points (at least
+    two): all, slow, at epoch boundaries, pauses left out. ValueError when every interval is a pause."""
     intervals = [(t1 - t0, s0 // steps_per_epoch != s1 // steps_per_epoch) for (s0, t0), (s1, t1) in zip(points, points[1:])]
     kept = [(seconds, boundary) for seconds, boundary in intervals if seconds <= pause_s]
     if not kept:
-        raise ValueError(f"{event_file} has fewer than two {TAG} points: no interval to time.")
+        raise ValueError(f"steps {points[0][0]}-{points[-1][0]}: every interval is a pause (over {pause_s:g} s).")
     median = statistics.median(seconds for seconds, _ in kept)
     slow = [(seconds, boundary) for seconds, boundary in kept if seconds > median + slow_s]
     return {
@@ -74,8 +76,13 @@ def main(argv: list[str] | None = None) -> None:
     for run_dir in args.run_dirs:
         print(f"{run_dir}, one line per process (event file):")
         for path in sorted(run_dir.glob("events.out.tfevents.*")):
-            if len(events.wall_times(path, TAG)) >= 2:
-                print(report_line(interval_report(path, args.steps_per_epoch, args.slow_s, args.pause_s)))
+            points = events.wall_times(path, TAG)
+            if len(points) < 2:
+                continue
+            try:
+                print(report_line(interval_report(points, args.steps_per_epoch, args.slow_s, args.pause_s)))
+            except ValueError as error:
+                print(f"  {error}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import sys
 import pytest
 import tensorflow as tf
 
+from bn_inception import events
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
 
 import step_times  # noqa: E402
@@ -39,7 +41,8 @@ def run_dir(tmp_path):
 
 
 def test_interval_report_counts_known_intervals(run_dir):
-    r = step_times.interval_report(run_dir / "events.out.tfevents.1.host.1.v2", 120, slow_s=4.0, pause_s=300.0)
+    points = events.wall_times(run_dir / "events.out.tfevents.1.host.1.v2", "train/loss")
+    r = step_times.interval_report(points, 120, slow_s=4.0, pause_s=300.0)
     assert (r["first_step"], r["last_step"], r["intervals"], r["pauses"]) == (0, 500, 9, 1)
     assert r["median_s"] == 5.0 and r["total_s"] == 7 * 5.0 + 25.0 + 12.0
     assert (r["boundaries"], r["slow_at_boundaries"], r["slow_elsewhere"]) == (4, 1, 1)

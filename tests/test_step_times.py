@@ -59,3 +59,10 @@ def test_the_command_prints_one_line_per_process_and_refuses_bad_input(run_dir):
     ]
     bad = subprocess.run(command + ["--steps_per_epoch=0"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 2 and "--steps_per_epoch=0: expected a whole number >= 1." in bad.stderr
+
+
+def test_a_process_of_pauses_only_gets_a_line(tmp_path):
+    write_events(tmp_path / "events.out.tfevents.1.host.1.v2", [(0, 0.0), (50, 1000.0)])
+    out = subprocess.run([sys.executable, "scripts/step_times.py", str(tmp_path), "--steps_per_epoch=120"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[1] == "  steps 0-50: every interval is a pause (over 300 s)."

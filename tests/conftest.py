@@ -4,13 +4,29 @@ import os
 
 # Must happen before JAX initialises its backend: every test sees 8 CPU devices. XLA:CPU's backend
 # optimisations and the threefry PRNG dominate compile time on the tiny test networks; tests need neither.
+# (Not XLA:CPU's older fusion emitters: they compile the tiny training step in half the time, but bfloat16
+# training with them departs from float32 well past test_pod's tolerance, 2026-11-27; users run the newer.)
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
 )
 os.environ.setdefault("JAX_DEFAULT_PRNG_IMPL", "rbg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import atexit  # noqa: E402
 import pathlib  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+# One persistent compilation cache for the whole session: the many subprocess runs (resume, pods, the
+# command-line tools) compile the same tiny programs again and again. The process that imports this file
+# first (pytest-xdist's controller, or pytest alone) creates it; its workers and every subprocess inherit the
+# variable. The key covers the program, XLA_FLAGS and the devices, so a hit is the same executable.
+# JAX_COMPILATION_CACHE_DIR= (empty) runs without it.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="bn_inception_test_jax_cache_")
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
 import pytest  # noqa: E402
 

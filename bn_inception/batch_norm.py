@@ -21,6 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bn_inception import metrics
+
 # Collection in which training-mode BN layers sow their mini-batch moments (read by Algorithm 2).
 MOMENTS = "bn_moments"
 
@@ -149,11 +151,7 @@ def population_statistics(
     Returns a `batch_stats` tree with E[x] = E_B[mu_B] and the unbiased Var[x] = m/(m-1) E_B[sigma2_B],
     to be used in place of the moving averages: `{**variables, 'batch_stats': result}`.
     """
-    sums, num_batches = None, 0
-    for batch in batches:
-        moments = apply_fn(variables, batch)[MOMENTS]
-        sums = moments if sums is None else jax.tree.map(jnp.add, sums, moments)
-        num_batches += 1
+    sums, num_batches = metrics.sum_trees(apply_fn(variables, batch)[MOMENTS] for batch in batches)
     if num_batches == 0:
         raise ValueError("population_statistics needs at least one batch, got none.")
 

@@ -10,10 +10,9 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 
-from bn_inception import batch_norm, checkpointing, console, input_pipeline, parallel, photometric, train
+from bn_inception import batch_norm, checkpointing, console, input_pipeline, metrics, parallel, photometric, train
 
 
 @dataclasses.dataclass
@@ -111,22 +110,19 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
     def hits(probs, labels, mask):
         if probs.ndim == 3:
             probs = probs.mean(axis=1)  # average the softmax over the crops
-        top5 = jax.lax.top_k(probs, min(5, probs.shape[-1]))[1]
-        return {
-            "top1": jnp.sum((top5[:, 0] == labels) * mask),
-            "top5": jnp.sum(jnp.any(top5 == labels[:, None], axis=-1) * mask),
-            "count": jnp.sum(mask),
-        }
+        return metrics.top_k_hits(probs, labels, mask)
 
-    sums = None  # hits summed on the devices, fetched once at the end
     num_batches = -(-source.num_examples // batch_size)
     began = time.time()
-    for k, batch in enumerate(input_pipeline.eval_batches(source, cfg, batch_size // jax.process_count(), jax.process_count(), crops)):
-        batch = runner.shard_batch(batch)
-        probs = sum(f(m.variables, batch["image"]) for f, m in zip(member_probabilities, members)) / len(members)
-        batch_hits = hits(probs, batch["label"], batch["mask"])
-        sums = batch_hits if sums is None else jax.tree.map(jnp.add, sums, batch_hits)
-        _report(f"evaluating {crops} crop{'s' * (crops > 1)}, batch", k + 1, num_batches, began)
+
+    def batch_hits():
+        for k, batch in enumerate(input_pipeline.eval_batches(source, cfg, batch_size // jax.process_count(), jax.process_count(), crops)):
+            batch = runner.shard_batch(batch)
+            probs = sum(f(m.variables, batch["image"]) for f, m in zip(member_probabilities, members)) / len(members)
+            yield hits(probs, batch["label"], batch["mask"])
+            _report(f"evaluating {crops} crop{'s' * (crops > 1)}, batch", k + 1, num_batches, began)
+
+    sums, _ = metrics.sum_trees(batch_hits())  # summed on the devices, fetched once
     totals = {key: float(v) for key, v in runner.to_host(sums).items()}
     count = totals["count"]
     return {

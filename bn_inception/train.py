@@ -25,7 +25,8 @@ import numpy as np
 import optax
 
 from bn_inception import (
-    batch_norm, checkpointing, config_checks, console, models, optim, parallel, photometric, preemption, synthetic_data,
+    batch_norm, checkpointing, config_checks, console, metrics, models, optim, parallel, photometric, preemption,
+    synthetic_data,
 )
 
 
@@ -184,12 +185,12 @@ def eval_step(
     params = state.ema_params if state.ema_params else state.params
     logits = model.apply({"params": params, "batch_stats": state.batch_stats}, photometric.model_inputs(batch), train=False)
     mask = batch["mask"]
-    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    hits = metrics.top_k_hits(logits, batch["label"], mask)
     sums = {
         "loss": jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]) * mask),
-        "top1_accuracy": jnp.sum((top5[:, 0] == batch["label"]) * mask),
-        "top5_accuracy": jnp.sum(jnp.any(top5 == batch["label"][:, None], axis=-1) * mask),
-        "count": jnp.sum(mask),
+        "top1_accuracy": hits["top1"],
+        "top5_accuracy": hits["top5"],
+        "count": hits["count"],
     }
     if axis_name is not None:
         sums = jax.lax.psum(sums, axis_name)
@@ -222,10 +223,7 @@ def recalibrated(
 
 def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], state: TrainState, batches: Iterator[dict[str, np.ndarray]], runner: parallel.Runner) -> dict[str, float]:
     """Mean eval metrics over every unmasked example the batches hold, summed on the devices and fetched once."""
-    sums = None
-    for batch in batches:
-        batch_sums = eval_fn(state, runner.shard_batch(batch))
-        sums = batch_sums if sums is None else jax.tree.map(jnp.add, sums, batch_sums)
+    sums, _ = metrics.sum_trees(eval_fn(state, runner.shard_batch(batch)) for batch in batches)
     totals = {k: float(v) for k, v in runner.to_host(sums).items()}
     count = totals.pop("count")
     return {f"eval/{k}": v / count for k, v in totals.items()} | {"eval/num_examples": count}

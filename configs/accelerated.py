@@ -2,8 +2,6 @@
 
 import ml_collections
 
-from configs import default
-
 
 def accelerate(c: ml_collections.ConfigDict, base_learning_rate: float) -> ml_collections.ConfigDict:
     """Applies the seven changes of section 4.2.1 to a BN-Baseline config, in place, and returns it."""

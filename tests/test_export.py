@@ -1,7 +1,6 @@
 """The folded inference network (paper section 3.1) and the SavedModel export, loaded with TensorFlow alone."""
 
 import json
-import pathlib
 import re
 import subprocess
 import sys

@@ -15,7 +15,18 @@ set -u
 out=${1:?usage: bash scripts/accelerator_figures.sh OUTDIR [NAME ...]}
 shift
 names=("$@")
-known=" imagenette_inception imagenette_bn_x30 full_bf16_b256 check_device full_bf16_b128 full_bf16_b256_whole full_f32_b256 "
+# One line per measurement, in running order: NAME SECONDS SCRIPT ARGS (benchmark.py gets --output=OUTDIR/NAME.json).
+full="--config=configs/bn_x30.py:synthetic --config.dtype=bfloat16 --steps=50 --warmup_steps=5"
+measurements=(
+  "imagenette_inception 100 scripts/benchmark.py --config=configs/inception.py:imagenette,synthetic --steps=300 --warmup_steps=30 --bn_overhead=false"
+  "imagenette_bn_x30 100 scripts/benchmark.py --config=configs/bn_x30.py:imagenette,synthetic --steps=300 --warmup_steps=30 --bn_overhead=false"
+  "full_bf16_b256 150 scripts/benchmark.py $full --config.global_batch_size=256"
+  "check_device 100 scripts/check_device.py --config=configs/bn_x30.py:imagenette,synthetic"
+  "full_bf16_b128 80 scripts/benchmark.py $full --config.global_batch_size=128 --bn_overhead=false"
+  "full_bf16_b256_whole 80 scripts/benchmark.py $full --config.global_batch_size=256 --config.bn_group_size=0 --bn_overhead=false"
+  "full_f32_b256 80 scripts/benchmark.py $full --config.dtype=float32 --config.global_batch_size=256 --bn_overhead=false"
+)
+known=" $(printf '%s ' "${measurements[@]%% *}")"
 for name in "${names[@]}"; do
   if [[ "$known" != *" $name "* ]]; then
     echo "Unknown measurement '$name'; expected some of:$known" >&2
@@ -30,30 +41,20 @@ cd "$(dirname "$0")/.."
 
 "$py" -c 'import jax, flax, optax; print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__, jax.devices())' 2>&1 | tail -1
 
-measure() {  # NAME SECONDS SCRIPT ARGS...: one script under a time limit, if NAME is asked for
-  local name=$1 limit=$2 start=$SECONDS
-  shift 2
-  if ((${#names[@]})) && [[ " ${names[*]} " != *" $name "* ]]; then return; fi
-  echo "=== $name: $*" >>"$out/measurements.log"
-  timeout "$limit" "$py" "$@" >>"$out/measurements.log" 2>&1
+for measurement in "${measurements[@]}"; do
+  read -r name limit script args <<<"$measurement"
+  if ((${#names[@]})) && [[ " ${names[*]} " != *" $name "* ]]; then continue; fi
+  output=()
+  [[ $script == scripts/benchmark.py ]] && output=(--output="$out/$name.json")
+  echo "=== $name: $script $args" >>"$out/measurements.log"
+  start=$SECONDS
+  # $args is split into words on purpose: it holds only flags without spaces.
+  timeout "$limit" "$py" "$script" $args "${output[@]}" >>"$out/measurements.log" 2>&1
   echo "[$name] exit $? after $((SECONDS - start)) s"
-}
-
-full=(--config=configs/bn_x30.py:synthetic --config.dtype=bfloat16 --steps=50 --warmup_steps=5)
-measure imagenette_inception 100 scripts/benchmark.py --config=configs/inception.py:imagenette,synthetic \
-  --steps=300 --warmup_steps=30 --bn_overhead=false --output="$out/imagenette_inception.json"
-measure imagenette_bn_x30 100 scripts/benchmark.py --config=configs/bn_x30.py:imagenette,synthetic \
-  --steps=300 --warmup_steps=30 --bn_overhead=false --output="$out/imagenette_bn_x30.json"
-measure full_bf16_b256 150 scripts/benchmark.py "${full[@]}" --config.global_batch_size=256 \
-  --output="$out/full_bf16_b256.json"
-measure check_device 100 scripts/check_device.py --config=configs/bn_x30.py:imagenette,synthetic
-grep -E "^(bn_x30, 64px|reference:|device, |same training|DIFFERENT training)" "$out/measurements.log"
-measure full_bf16_b128 80 scripts/benchmark.py "${full[@]}" --config.global_batch_size=128 \
-  --bn_overhead=false --output="$out/full_bf16_b128.json"
-measure full_bf16_b256_whole 80 scripts/benchmark.py "${full[@]}" --config.global_batch_size=256 \
-  --config.bn_group_size=0 --bn_overhead=false --output="$out/full_bf16_b256_whole.json"
-measure full_f32_b256 80 scripts/benchmark.py "${full[@]}" --config.dtype=float32 --config.global_batch_size=256 \
-  --bn_overhead=false --output="$out/full_f32_b256.json"
+  if [[ $name == check_device ]]; then
+    grep -E "^(bn_x30, 64px|reference:|device, |same training|DIFFERENT training)" "$out/measurements.log"
+  fi
+done
 
 "$py" - "$out" <<'EOF' | tee "$out/summary.txt"
 import json, pathlib, sys

@@ -17,7 +17,6 @@ from bn_inception import console  # noqa: E402
 
 console.quiet_tensorflow_import(sys.argv)
 
-import jax  # noqa: E402
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 

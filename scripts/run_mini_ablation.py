@@ -44,6 +44,8 @@ ABLATIONS = ("inception", "bn_x30", "bn_x5", "bn_baseline", "inception_x30", "in
 SEEDS = {a: 3 if a in ("inception", "bn_x30") else 2 for a in ABLATIONS}
 NONFINITE = re.compile(r"Non-finite loss or gradient at step (\d+)")
 PRIOR_SECONDS_PER_STEP = 0.15  # 2-core CPU, 2026-11-26; replaced by this invocation's measurement.
+# A logging interval longer than this was a stopped or suspended process (as in scripts/step_times.py).
+PAUSE_SECONDS = 300.0
 
 
 def plan(only: list[str], max_seeds: int, first_seed: int = 0) -> list[tuple[str, int]]:
@@ -80,6 +82,14 @@ def saved_step(workdir: pathlib.Path) -> int:
     """The newest checkpoint's step (0 without one)."""
     steps = [int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit()]
     return max(steps, default=0)
+
+
+def paused_seconds(workdir: pathlib.Path, since: float) -> float:
+    """Seconds the run was stopped (SIGSTOP, a suspended machine) after the wall time `since`: its intervals
+    between logged `train/loss` points longer than PAUSE_SECONDS. The protocol's ETA leaves them out."""
+    points = sorted(t for path in workdir.glob("events.out.tfevents.*")
+                    for _, t in events.wall_times(path, "train/loss") if t >= since)
+    return sum(t1 - t0 for t0, t1 in zip(points, points[1:]) if t1 - t0 > PAUSE_SECONDS)
 
 
 class _Child:
@@ -170,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.time() - began
         done = saved_step(workdir)
         if done > start:
-            trained_steps, trained_seconds = trained_steps + done - start, trained_seconds + wall
+            trained_steps = trained_steps + done - start
+            trained_seconds += wall - paused_seconds(workdir, began)
             seconds_per_step = trained_seconds / trained_steps
         diverged = NONFINITE.findall((workdir / "train.log").read_text()[-20_000:]) if returncode else []
         if diverged:

@@ -1,10 +1,16 @@
 """The Figure 3 protocol runner: its plan (seeds, order, budgets) and its refusal of bad arguments."""
 
+import pathlib
 import subprocess
 import sys
 
 from tests.test_compare_ablations import write_run
+from tests.test_step_times import write_events
 from tests.test_train import REPO
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
+
+import run_mini_ablation  # noqa: E402
 
 
 def run(*args):
@@ -78,3 +84,14 @@ def test_bad_arguments_are_refused_naming_the_value(tmp_path):
     assert result.returncode == 2 and "--first_seed=-1: expected a seed number >= 0" in result.stderr
     result = run(f"--runs={tmp_path}", "--budget=3")
     assert result.returncode == 2 and "--budget=3: expected a whole number of training steps >= 4" in result.stderr
+
+
+def test_the_eta_leaves_out_the_time_a_run_was_stopped(tmp_path):
+    # An earlier process (wall times 0-400, one 320 s gap) and this invocation's (from 1,000): 10 s between
+    # logs, one 301 s stop and one 299 s interval (not a stop: PAUSE_SECONDS is 300).
+    write_events(tmp_path / "events.out.tfevents.1.host.1.v2", [(0, 0.0), (50, 80.0), (100, 400.0)])
+    walls = [1000.0, 1010.0, 1311.0, 1321.0, 1620.0, 1630.0]
+    write_events(tmp_path / "events.out.tfevents.2.host.2.v2", [(100 + 50 * i, w) for i, w in enumerate(walls)])
+    assert run_mini_ablation.paused_seconds(tmp_path, since=1000.0) == 301.0
+    assert run_mini_ablation.paused_seconds(tmp_path, since=0.0) == 301.0 + 320.0 + 600.0  # the gap between processes too
+    assert run_mini_ablation.paused_seconds(tmp_path / "nothing", since=0.0) == 0.0

@@ -7,6 +7,11 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
+# Timing a run from its event files: the wall times of the tag written every `log_every_steps`, and the
+# interval between two of them beyond which the process was stopped (SIGSTOP, a suspended machine), not slow.
+TIMING_TAG = "train/loss"
+PAUSE_SECONDS = 300.0
+
 
 def read_scalars(run_dir: str | pathlib.Path) -> dict[str, list[tuple[int, float]]]:
     """{tag: [(step, value), ...]} over every event file directly in `run_dir` (in the order written), by step.

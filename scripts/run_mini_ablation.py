@@ -44,8 +44,6 @@ ABLATIONS = ("inception", "bn_x30", "bn_x5", "bn_baseline", "inception_x30", "in
 SEEDS = {a: 3 if a in ("inception", "bn_x30") else 2 for a in ABLATIONS}
 NONFINITE = re.compile(r"Non-finite loss or gradient at step (\d+)")
 PRIOR_SECONDS_PER_STEP = 0.15  # 2-core CPU, 2026-11-26; replaced by this invocation's measurement.
-# A logging interval longer than this was a stopped or suspended process (as in scripts/step_times.py).
-PAUSE_SECONDS = 300.0
 
 
 def plan(only: list[str], max_seeds: int, first_seed: int = 0) -> list[tuple[str, int]]:
@@ -86,10 +84,11 @@ def saved_step(workdir: pathlib.Path) -> int:
 
 def paused_seconds(workdir: pathlib.Path, since: float) -> float:
     """Seconds the run was stopped (SIGSTOP, a suspended machine) after the wall time `since`: its intervals
-    between logged `train/loss` points longer than PAUSE_SECONDS. The protocol's ETA leaves them out."""
+    between logged `events.TIMING_TAG` points longer than `events.PAUSE_SECONDS`. The protocol's ETA leaves
+    them out."""
     points = sorted(t for path in workdir.glob("events.out.tfevents.*")
-                    for _, t in events.wall_times(path, "train/loss") if t >= since)
-    return sum(t1 - t0 for t0, t1 in zip(points, points[1:]) if t1 - t0 > PAUSE_SECONDS)
+                    for _, t in events.wall_times(path, events.TIMING_TAG) if t >= since)
+    return sum(t1 - t0 for t0, t1 in zip(points, points[1:]) if t1 - t0 > events.PAUSE_SECONDS)
 
 
 class _Child:

@@ -25,8 +25,6 @@ console.quiet_tensorflow_import(sys.argv)
 
 from bn_inception import events  # noqa: E402
 
-TAG = "train/loss"
-
 
 def interval_report(
     points: list[tuple[int, float]], steps_per_epoch: int, slow_s: float, pause_s: float
@@ -66,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dirs", nargs="+", type=pathlib.Path)
     parser.add_argument("--steps_per_epoch", type=int, required=True, help="training steps per epoch (train.log's first line)")
     parser.add_argument("--slow_s", type=float, default=4.0, help="seconds beyond the median that make an interval slow")
-    parser.add_argument("--pause_s", type=float, default=300.0, help="intervals longer than this are pauses, left out")
+    parser.add_argument("--pause_s", type=float, default=events.PAUSE_SECONDS, help="intervals longer than this are pauses, left out")
     args = parser.parse_args(argv)
     if args.steps_per_epoch < 1:
         parser.error(f"--steps_per_epoch={args.steps_per_epoch}: expected a whole number >= 1.")
@@ -76,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     for run_dir in args.run_dirs:
         print(f"{run_dir}, one line per process (event file):")
         for path in sorted(run_dir.glob("events.out.tfevents.*")):
-            points = events.wall_times(path, TAG)
+            points = events.wall_times(path, events.TIMING_TAG)
             if len(points) < 2:
                 continue
             try:

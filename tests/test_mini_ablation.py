@@ -88,7 +88,7 @@ def test_bad_arguments_are_refused_naming_the_value(tmp_path):
 
 def test_the_eta_leaves_out_the_time_a_run_was_stopped(tmp_path):
     # An earlier process (wall times 0-400, one 320 s gap) and this invocation's (from 1,000): 10 s between
-    # logs, one 301 s stop and one 299 s interval (not a stop: PAUSE_SECONDS is 300).
+    # logs, one 301 s stop and one 299 s interval (not a stop: events.PAUSE_SECONDS is 300).
     write_events(tmp_path / "events.out.tfevents.1.host.1.v2", [(0, 0.0), (50, 80.0), (100, 400.0)])
     walls = [1000.0, 1010.0, 1311.0, 1321.0, 1620.0, 1630.0]
     write_events(tmp_path / "events.out.tfevents.2.host.2.v2", [(100 + 50 * i, w) for i, w in enumerate(walls)])

@@ -20,17 +20,17 @@ import tempfile  # noqa: E402
 # One persistent compilation cache per test session: the many subprocess runs (resume, pods, the
 # command-line tools) compile the same tiny programs again and again. The process that imports this file
 # first (pytest-xdist's controller, or pytest alone) creates the folder and removes it at exit; each xdist
-# worker uses a subfolder of its own (JAX writes an entry without a lock, so another process reading it
-# meanwhile would see half a file), which its subprocesses inherit. The key covers the program, XLA_FLAGS
-# and the devices, so a hit is the same executable. JAX_COMPILATION_CACHE_DIR= (empty) runs without it.
+# worker inherits it and uses a subfolder of its own (JAX writes an entry without a lock, so another process
+# reading it meanwhile would see half a file), which the worker's subprocesses inherit in turn. The key
+# covers the program, XLA_FLAGS and the devices, so a hit is the same executable.
+# JAX_COMPILATION_CACHE_DIR= (empty) runs without it.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="bn_inception_test_jax_cache_")
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
-    os.environ["BN_INCEPTION_TEST_JAX_CACHE"] = _cache
-if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("BN_INCEPTION_TEST_JAX_CACHE"):
+if os.environ["JAX_COMPILATION_CACHE_DIR"] and "PYTEST_XDIST_WORKER" in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(
-        os.environ["BN_INCEPTION_TEST_JAX_CACHE"], os.environ["PYTEST_XDIST_WORKER"]
+        os.environ["JAX_COMPILATION_CACHE_DIR"], os.environ["PYTEST_XDIST_WORKER"]
     )
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 

@@ -5,6 +5,7 @@ A curve is a list of (step, top-1 accuracy) in step order, as `events.read_scala
 
 from __future__ import annotations
 
+import math
 import statistics
 
 BASELINE = "inception"  # the ablation whose maximum is the threshold
@@ -37,14 +38,32 @@ def plateau_gain(curve: list[tuple[int, float]]) -> float:
     return 100 * (best(curve)[1] - max(early)) if early else float("nan")
 
 
+def late_trend(curve: list[tuple[int, float]]) -> tuple[float, float, float]:
+    """The straight line through the evaluations of the last 20% of steps (those `plateau_gain` looks at):
+    (slope, its standard error, scatter of the evaluations around the line), in points of top-1 per tenth
+    of the run and points. A run still learning at its end has a slope well above its standard error; the
+    standard error treats evaluations as independent, which neighbouring ones are not, so it is a lower
+    bound. NaNs with fewer than 3 late evaluations."""
+    last = curve[-1][0]
+    late = [(10 * s / last, 100 * a) for s, a in curve if s > (1 - PLATEAU_FRACTION) * last]
+    if len(late) < 3:
+        return math.nan, math.nan, math.nan
+    x, y = zip(*late)
+    line = statistics.linear_regression(x, y)
+    scatter = math.sqrt(sum((b - line.slope * a - line.intercept) ** 2 for a, b in late) / (len(late) - 2))
+    spread = math.sqrt(sum((a - statistics.fmean(x)) ** 2 for a in x))
+    return line.slope, scatter / spread, scatter
+
+
 def plateau_met(gains: list[float]) -> bool:
     """The plateau rule on the baseline's seeds: the mean of their gains is under PLATEAU_POINTS."""
     return statistics.fmean(gains) < PLATEAU_POINTS
 
 
-def plateau_sentence(gains: list[float]) -> str:
-    """One line: the mean and per-seed gains, and whether the rule is met."""
+def plateau_sentence(gains: list[float], label: str = BASELINE) -> str:
+    """One line: the mean and per-seed gains of the runs labelled `label`, and whether the rule is met."""
     met = plateau_met(gains)
-    return (f"Inception gained {statistics.fmean(gains):.2f} points in the last {PLATEAU_FRACTION:.0%} of its steps "
+    name = "Inception" if label == BASELINE else label
+    return (f"{name} gained {statistics.fmean(gains):.2f} points in the last {PLATEAU_FRACTION:.0%} of its steps "
             f"(mean over seeds; per seed {', '.join(f'{g:.2f}' for g in gains)}): the rule (< {PLATEAU_POINTS}) is "
             f"{'met' if met else 'NOT met'}")

@@ -1,0 +1,82 @@
+"""The late trend of a baseline curve (figure3.late_trend) and scripts/plateau_trend.py on known curves."""
+
+import csv
+import math
+import subprocess
+import sys
+
+import pytest
+
+from bn_inception import figure3
+from tests.test_train import REPO
+
+
+def known_curve(scatter: float) -> list[tuple[int, float]]:
+    """Steps 5..100; top-1 (%) = 50 + s / 10 on the last 20% (steps 85-100: 1 point per tenth of the run)
+    plus +d, -d, -d, +d, a pattern orthogonal to a constant and to the step, so the least-squares line is
+    exactly the straight one and its residuals exactly the pattern. Earlier steps, step 80 included (the
+    last step of the first 80%), are far off the line and must not count."""
+    curve = [(s, 0.9 if s % 10 else 0.1) for s in range(5, 85, 5)]
+    curve += [(s, (50 + s / 10 + d) / 100) for s, d in zip((85, 90, 95, 100), (scatter, -scatter, -scatter, scatter))]
+    return curve
+
+
+def test_late_trend_is_the_least_squares_line_through_the_last_fifth():
+    slope, error, scatter = figure3.late_trend(known_curve(0.3))
+    # x = 10 * step / 100 = 8.5, 9, 9.5, 10: sum of squared deviations 1.25; residuals +-0.3 on 2 degrees of freedom.
+    assert slope == pytest.approx(1.0, abs=1e-9)
+    assert scatter == pytest.approx(math.sqrt(4 * 0.3 ** 2 / 2), abs=1e-9)
+    assert error == pytest.approx(math.sqrt(4 * 0.3 ** 2 / 2) / math.sqrt(1.25), abs=1e-9)
+    assert figure3.late_trend(known_curve(0.0)) == pytest.approx((1.0, 0.0, 0.0), abs=1e-9)
+
+
+def test_late_trend_needs_three_late_evaluations():
+    assert all(math.isnan(v) for v in figure3.late_trend([(50, 0.2), (80, 0.5), (90, 0.6), (100, 0.7)]))
+
+
+def write_curves(path, curves):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "seed", "step", "paper_step", "top1", "top5", "top1_moving_average"])
+        for (run, seed), curve in curves.items():
+            for step, top1 in curve:
+                writer.writerow([run, seed, step, 2 * step, f"{top1:.6f}", "", ""])
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "scripts/plateau_trend.py", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True)
+
+
+def test_the_script_reports_every_seed_and_the_rule_per_file(tmp_path):
+    flat = [(s, 0.60 + (0.004 if s == 100 else 0.0)) for s in range(10, 110, 10)]  # gains 0.4 points, slope 0.2
+    write_curves(tmp_path / "r1.csv", {("inception", 0): known_curve(0.3), ("inception", 1): flat,
+                                       ("bn_x30", 0): [(10, 0.1), (20, 0.2)]})
+    result = run(tmp_path / "r1.csv")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # Seed 0: maximum 0.9 at step 5 (earliest of the ties), nothing above it later: gain 0.
+    assert f"| r1.csv | 0 | 100 | 90.0% (5) | 0.00 | +1.00 ({math.sqrt(0.18 / 1.25):.2f}) | {math.sqrt(0.18):.2f} |" in lines
+    # Seed 1: late evaluations 90, 100 only (step 80 belongs to the first 80%): too few for a line.
+    assert "| r1.csv | 1 | 100 | 60.4% (100) | 0.40 | n/a | n/a |" in lines
+    assert lines[-1] == ("r1.csv: 2 seeds, mean late slope n/a (fewer than 3 late evaluations); Inception gained 0.20 "
+                         "points in the last 20% of its steps (mean over seeds; per seed 0.00, 0.40): the rule (< 0.5) "
+                         "is met")
+    assert not any(line.startswith("| r1.csv") and "bn_x30" in line for line in lines)
+
+
+def test_the_script_names_a_bad_file_in_one_line(tmp_path):
+    write_curves(tmp_path / "others.csv", {("bn_x30", 0): [(10, 0.1)]})
+    (tmp_path / "runs.csv").write_text("run,seed,steps_to_threshold\ninception,0,100\n")
+    for path, message in ((tmp_path / "others.csv", "no run labelled 'inception' (labels in it: bn_x30)"),
+                          (tmp_path / "runs.csv", "no column step, top1 (expected a curves.csv"),
+                          (tmp_path / "absent.csv", "curves files not found")):
+        result = run(path)
+        assert result.returncode == 2
+        assert message in result.stderr.splitlines()[-1]
+        assert result.stdout == ""
+
+
+def test_the_rule_sentence_names_the_label():
+    assert figure3.plateau_sentence([0.1, 0.3]).startswith("Inception gained 0.20 points")
+    assert figure3.plateau_sentence([0.1, 0.3], "bn_x30").startswith("bn_x30 gained 0.20 points")

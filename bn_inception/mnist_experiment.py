@@ -1,6 +1,6 @@
 """The MNIST experiment of section 4.1 (Figure 1): the same sigmoid MLP trained with and without BN.
 
-Writes to the workdir: `baseline/` and `bn/` (TensorBoard runs and `result.json` each), `figure1.png`
+Writes to the workdir: `baseline/` and `bn/` (TensorBoard runs, `result.json` and `provenance.jsonl` each), `figure1.png`
 with the paper's three panels, and `summary.txt`. A network whose `result.json` exists is not retrained,
 so re-running the command after an interruption finishes the missing one.
 """
@@ -18,7 +18,7 @@ import optax
 import flax
 from clu import metric_writers
 
-from bn_inception import console, mnist_data
+from bn_inception import console, mnist_data, provenance
 from bn_inception.models import MnistMLP
 
 PERCENTILES = (15, 50, 85)  # the paper's Figure 1 (b, c)
@@ -133,9 +133,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict[str, 
             results[name] = json.loads(result_path.read_text())
             continue
         console.say(f"MNIST: training the network {'with' if use_bn else 'without'} BN for {config.num_train_steps} steps.")
-        results[name] = _train_network(config, data, use_bn)
         if jax.process_index() == 0:
             (out / name).mkdir(parents=True, exist_ok=True)
+        provenance.record(out / name, 0)
+        results[name] = _train_network(config, data, use_bn)
+        if jax.process_index() == 0:
             flat = flax.traverse_util.flatten_dict(config.to_dict(), sep=".")
             hparams = {k: v for k, v in flat.items() if isinstance(v, (int, float, str, bool))} | {"use_bn": use_bn}
             _write_scalars(out / name, results[name], hparams)

@@ -26,7 +26,7 @@ import optax
 
 from bn_inception import (
     batch_norm, checkpointing, config_checks, console, metrics, models, optim, parallel, photometric, preemption,
-    synthetic_data,
+    provenance, synthetic_data,
 )
 
 
@@ -323,6 +323,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         state = runner.put_state(built.initial_state())
         start_step = 0
     checkpointing.save_workdir_config(workdir_path, config)
+    provenance.record(workdir_path, start_step)
     if not config.synthetic_data:
         checkpointing.save_workdir_classes(workdir_path, train_source.class_names)
     console.say(

@@ -11,6 +11,9 @@ their seeds (the mean over the seeds that reached the threshold, and how many di
 baseline's mean steps over the group's. Steps are also given in the paper's unit, steps of 32 examples
 (step * global_batch_size / 32; 32 is assumed for runs without a config).
 
+figure3.md's notes also say which source code the runs ran, where they recorded it (`provenance.jsonl`):
+runs compared in one figure should have run the same code.
+
 Writes OUT/figure2.png (mean curve per group with its min-max band over seeds), OUT/figure3.md and
 OUT/figure3.csv (one row per group), OUT/figure3_runs.csv (one row per run) and OUT/curves.csv (every
 evaluation of every run, enough to redraw Figure 2).
@@ -31,7 +34,7 @@ from bn_inception import console  # noqa: E402
 
 console.quiet_tensorflow_import(sys.argv)
 
-from bn_inception import events, figure3  # noqa: E402
+from bn_inception import events, figure3, provenance  # noqa: E402
 
 MOVING_AVERAGE_TAG = "eval_moving_average/top1_accuracy"
 TOP5_TAG = "eval/top5_accuracy"
@@ -46,7 +49,8 @@ PAPER = {
 
 
 def load_run(run_dir: pathlib.Path) -> dict:
-    """{"label", "seed", "dir", "batch", "scale", "diverged", "curve", "curve_moving_average", "curve_top5"}."""
+    """{"label", "seed", "dir", "batch", "scale", "diverged", "curve", "curve_moving_average", "curve_top5",
+    "provenance" (its `provenance.read` lines)}."""
     config_path = run_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
     label = config.get("ablation", run_dir.name)
@@ -62,7 +66,7 @@ def load_run(run_dir: pathlib.Path) -> dict:
         "label": label, "seed": config.get("seed"), "dir": str(run_dir), "batch": config.get("global_batch_size", 32),
         "scale": scale, "diverged": diverged.read_text().strip() if diverged.exists() else None,
         "curve": scalars.get(figure3.TOP1_TAG, []), "curve_moving_average": scalars.get(MOVING_AVERAGE_TAG, []),
-        "curve_top5": scalars.get(TOP5_TAG, []),
+        "curve_top5": scalars.get(TOP5_TAG, []), "provenance": provenance.read(run_dir),
     }
 
 
@@ -135,6 +139,8 @@ def figure3_rows(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
             if r["diverged"]:
                 notes.append(f"{label} seed {r['seed']}: diverged ({r['diverged']}).")
         rows.append(row)
+    if any(run["provenance"] for run in runs):
+        notes.append(provenance.sources_note({f"{run['label']} seed {run['seed']}": run["provenance"] for run in runs}))
     return rows, run_rows, notes
 
 

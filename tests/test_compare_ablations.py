@@ -70,6 +70,8 @@ def test_seeds_are_grouped_into_means_ranges_and_per_seed_steps(tmp_path):
         write_run(tmp_path / "c0", [(100, 0.1)], "inception_x30", seed=0),
     ]
     (tmp_path / "c0" / "diverged.txt").write_text("non-finite loss or gradient at step 120\n")
+    for run, source in (("i0", "a"), ("i1", "a"), ("x0", "b")):  # c0 and x1 started before provenance lines
+        (tmp_path / run / "provenance.jsonl").write_text(json.dumps({"source": source * 64, "start_step": 0}) + "\n")
     loaded = [compare_ablations.load_run(r) for r in runs]
     rows = {r["run"]: r for r in compare_ablations.write_outputs(loaded, tmp_path / "out")}
     assert list(rows) == ["inception", "bn_x30", "inception_x30"]  # the paper's order
@@ -89,6 +91,9 @@ def test_seeds_are_grouped_into_means_ranges_and_per_seed_steps(tmp_path):
     # Plateau rule: gains in the last 20% of steps are 30 (0.6 - 0.3) and 8 (0.8 - 0.72) points.
     assert "gained 19.00 points" in table and "per seed 30.00, 8.00" in table and "NOT met" in table
     assert "inception_x30 seed 0: diverged (non-finite loss or gradient at step 120)" in table
+    assert (f"Code: the runs ran 2 different sources: source {'a' * 12} (commit unknown) in inception seed 0 from step 0, "
+            f"inception seed 1 from step 0; source {'b' * 12} (commit unknown) in bn_x30 seed 0 from step 0; 2 of 5 "
+            "runs have no provenance.jsonl") in table
     # Equal steps: first evaluation 50, longest run 300 -> 100, 200, 300 (and 75, 150, 300 are not all
     # evaluated): inception at 100 is the mean of 0.3 and 0.5, bn_x30 at 100 of 0.71 and 0.75.
     assert compare_ablations.equal_steps(loaded) == [100, 200, 300]

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from bn_inception import events, optim, parallel, train
+from bn_inception import events, optim, parallel, provenance, train
 from configs import bn_x30
 from tests.fixtures import write_image_folder
 
@@ -68,6 +68,8 @@ def test_loss_falls_and_run_writes_tags_and_checkpoints(image_folder, tmp_path):
     assert final["eval/num_examples"] == 4 * 9  # every validation image once, batch 32 does not divide 36
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == ["25", "50"]
     assert (tmp_path / "config.json").exists()
+    (started,) = provenance.read(tmp_path)
+    assert started["start_step"] == 0 and started["source"] == provenance.source_fingerprint()
 
 
 def test_jit_and_pmap_give_the_same_losses(image_folder, tmp_path):
@@ -147,6 +149,9 @@ def test_sigkill_and_sigterm_then_the_same_command_resumes(image_folder, tmp_pat
     assert _checkpoint_steps(tmp_path)[-1] == 40
     loss_steps = [s for s, _ in events.read_scalars(tmp_path)["train/loss"]]
     assert loss_steps[-1] == 40 and loss_steps == sorted(set(loss_steps))
+    # Each start recorded what it ran, from where (the killed process had started at 0).
+    assert [line["start_step"] for line in provenance.read(tmp_path)] == [0, killed_at, preempted_at]
+    assert provenance.read(tmp_path)[-1]["command"][1:] == command[3:]
 
 
 def test_two_processes_of_four_devices_match_one_process_of_eight(image_folder, tmp_path):

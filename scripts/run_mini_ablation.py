@@ -13,7 +13,8 @@ seeds), B is too small, and the script stops with exit status 3 and the budget t
 runs the rest anyway). Then the first seed of every other ablation, then the second, then BN-x30's third.
 Each run's own output goes to its `train.log`; the console gets a line when a run starts and ends, with the
 ETA of the whole protocol. Re-running the same command continues: finished runs are skipped, an interrupted
-one resumes from its last checkpoint. A run stopped by a non-finite loss is recorded as diverged
+one resumes from its last checkpoint; a line says so when the code differs from what earlier runs there
+recorded in their provenance.jsonl. A run stopped by a non-finite loss is recorded as diverged
 (`diverged.txt` in its workdir) and not retried. At the end (or with what exists so far)
 `scripts/compare_ablations.py` writes Figures 2 and 3 to RUNS/report.
 """
@@ -36,7 +37,7 @@ from bn_inception import console  # noqa: E402
 
 console.quiet_tensorflow_import(sys.argv)
 
-from bn_inception import events, figure3  # noqa: E402
+from bn_inception import events, figure3, provenance  # noqa: E402
 
 ABLATIONS = ("inception", "bn_x30", "bn_x5", "bn_baseline", "inception_x30", "inception_x5", "bn_x5_sigmoid",
              "inception_sigmoid")
@@ -91,6 +92,18 @@ def paused_seconds(workdir: pathlib.Path, since: float) -> float:
     return sum(t1 - t0 for t0, t1 in zip(points, points[1:]) if t1 - t0 > events.PAUSE_SECONDS)
 
 
+def code_change(runs: pathlib.Path) -> str | None:
+    """A warning when the code here differs from every source the protocol's earlier runs in `runs` recorded
+    (their provenance.jsonl), since the runs compared in one figure should run the same code; else None."""
+    earlier = {line.get("source") for workdir in runs.glob("*/seed*") for line in provenance.read(workdir)}
+    current = provenance.source_fingerprint()
+    if not earlier or current in earlier:
+        return None
+    return (f"Note: the code here (source {current[:12]}) is not what earlier runs in {runs} ran (source "
+            f"{', '.join(sorted(s[:12] for s in earlier if s))}): the runs compared in one figure should run the "
+            "same code (their provenance.jsonl lines say what each ran).")
+
+
 class _Child:
     """The running training process; SIGTERM to this script is passed on (the run saves and exits 0)."""
 
@@ -132,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             for a, s in plan(only, args.max_seeds, args.first_seed)]
     baseline_seeds = [s for _, s in plan([figure3.BASELINE], args.max_seeds, args.first_seed)]
     signal.signal(signal.SIGTERM, _Child.forward)
+    changed = code_change(args.runs)
+    if changed:
+        print(changed, flush=True)
 
     seconds_per_step = PRIOR_SECONDS_PER_STEP
     trained_steps, trained_seconds, failed = 0, 0.0, []

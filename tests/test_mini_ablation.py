@@ -1,9 +1,11 @@
 """The Figure 3 protocol runner: its plan (seeds, order, budgets) and its refusal of bad arguments."""
 
+import json
 import pathlib
 import subprocess
 import sys
 
+from bn_inception import provenance
 from tests.test_compare_ablations import write_run
 from tests.test_step_times import write_events
 from tests.test_train import REPO
@@ -95,3 +97,18 @@ def test_the_eta_leaves_out_the_time_a_run_was_stopped(tmp_path):
     assert run_mini_ablation.paused_seconds(tmp_path, since=1000.0) == 301.0
     assert run_mini_ablation.paused_seconds(tmp_path, since=0.0) == 301.0 + 320.0 + 600.0  # the gap between processes too
     assert run_mini_ablation.paused_seconds(tmp_path / "nothing", since=0.0) == 0.0
+
+
+def test_a_code_change_since_earlier_runs_is_pointed_out(tmp_path):
+    workdir = tmp_path / "inception" / "seed0"
+    workdir.mkdir(parents=True)
+    (workdir / "provenance.jsonl").write_text(json.dumps({"source": "f" * 64, "start_step": 0}) + "\n")
+    result = run(f"--runs={tmp_path}", "--dry_run", "--only=inception", "--max_seeds=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[0] == (
+        f"Note: the code here (source {provenance.source_fingerprint()[:12]}) is not what earlier runs in {tmp_path} "
+        f"ran (source {'f' * 12}): the runs compared in one figure should run the same code (their provenance.jsonl "
+        "lines say what each ran).")
+    with open(workdir / "provenance.jsonl", "a") as f:  # a resumption on the current code
+        f.write(json.dumps({"source": provenance.source_fingerprint(), "start_step": 150}) + "\n")
+    assert not run(f"--runs={tmp_path}", "--dry_run", "--only=inception", "--max_seeds=1").stdout.startswith("Note")

@@ -25,7 +25,8 @@ from typing import Any
 FILE = "provenance.jsonl"
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SOURCE_FOLDERS = ("bn_inception", "configs")  # what a training process computes with
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow", "tensorflow-datasets", "numpy")
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow", "tensorflow-cpu", "tensorflow-datasets",
+            "numpy")  # TensorFlow: installed as tensorflow-cpu here (requirements.txt), tensorflow elsewhere
 
 
 def source_fingerprint(root: pathlib.Path = ROOT) -> str:
@@ -52,14 +53,14 @@ def git_state(root: pathlib.Path = ROOT) -> dict[str, Any]:
     return {"commit": commit.strip() if commit else None, "modified": modified}
 
 
-def versions() -> dict[str, str | None]:
-    """Python's and each of `PACKAGES`' installed version (None where not installed)."""
-    found: dict[str, str | None] = {"python": platform.python_version()}
+def versions() -> dict[str, str]:
+    """Python's version and those of the `PACKAGES` that are installed."""
+    found = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            found[name] = None
+            continue
     return found
 
 

@@ -58,6 +58,8 @@ def test_each_start_appends_a_line_and_a_cut_line_is_skipped(tmp_path):
     assert lines == [json.loads(json.dumps(first)), json.loads(json.dumps(second))]
     assert [line["start_step"] for line in lines] == [0, 300]
     assert second["source"] == provenance.source_fingerprint() and second["versions"]["jax"] == jax.__version__
+    assert {"tensorflow", "tensorflow-cpu"} & set(second["versions"])  # under one name or the other
+    assert None not in second["versions"].values()
     assert second["devices"].startswith(f"{jax.device_count()} x ")
     assert provenance.read(tmp_path / "absent") == []
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import pathlib
 import re
 import signal
@@ -67,14 +68,25 @@ def budget(ablation: str, budget_steps: int) -> int:
     return importlib.import_module(f"configs.{ablation}").get_config(config_argument(budget_steps)).num_train_steps
 
 
-def baseline_plateau(runs: pathlib.Path, budget_steps: int, seeds: list[int]) -> list[float] | None:
-    """Each baseline seed's gain in its last 20% (points), or None while one of them is unfinished or has
-    no evaluations."""
+def baseline_curves(runs: pathlib.Path, budget_steps: int, seeds: list[int]) -> list[list[tuple[int, float]]] | None:
+    """Each baseline seed's validation curve, or None while one of them is unfinished or has no evaluations."""
     workdirs = [runs / figure3.BASELINE / f"seed{s}" for s in seeds]
     if any(saved_step(w) < budget(figure3.BASELINE, budget_steps) for w in workdirs):
         return None
     curves = [events.read_scalars(w).get(figure3.TOP1_TAG, []) for w in workdirs]
-    return [figure3.plateau_gain(c) for c in curves] if all(curves) else None
+    return curves if all(curves) else None
+
+
+def trend_line(curves: list[list[tuple[int, float]]]) -> str | None:
+    """The line printed under the plateau rule's: each seed's `figure3.late_trend` slope (None when no seed
+    has the 3 late evaluations a line needs)."""
+    trends = [figure3.late_trend(c) for c in curves]
+    if all(math.isnan(slope) for slope, _, _ in trends):
+        return None
+    return ("Late trend per seed (a straight line through its last 20% of evaluations; points per tenth of the run, "
+            "standard error): " + ", ".join("n/a" if math.isnan(slope) else f"{slope:+.2f} ({error:.2f})"
+                                            for slope, error, _ in trends)
+            + ". A slope several standard errors above zero: still rising (scripts/plateau_trend.py).")
 
 
 def saved_step(workdir: pathlib.Path) -> int:
@@ -162,10 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: finished earlier, {events.accuracy_summary(workdir)}", flush=True)
             continue
         checking = ablation != figure3.BASELINE and not plateau_checked
-        gains = baseline_plateau(args.runs, args.budget, baseline_seeds) if checking else None
-        if gains is not None:
+        curves = baseline_curves(args.runs, args.budget, baseline_seeds) if checking else None
+        if curves is not None:
             plateau_checked, b = True, budget(figure3.BASELINE, args.budget)
-            if figure3.plateau_met(gains):
+            gains, trend = [figure3.plateau_gain(c) for c in curves], trend_line(curves)
+            met = figure3.plateau_met(gains)
+            if met:
                 print(f"Plateau rule: {figure3.plateau_sentence(gains)} at B = {b} steps.", flush=True)
             elif args.ignore_plateau:
                 print(f"Plateau rule: {figure3.plateau_sentence(gains)} at B = {b} steps; going on "
@@ -174,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"Plateau rule: {figure3.plateau_sentence(gains)} at B = {b} steps. By the protocol B is too "
                       f"small: start again with --budget={2 * b} and a new --runs directory (or pass "
                       "--ignore_plateau).", flush=True)
+            if trend:
+                print(trend, flush=True)
+            if not (met or args.ignore_plateau):
                 return 3
         left = sum(max(0, n - saved_step(w)) for a, _, w, n in runs[i - 1:] if not (w / figure3.DIVERGED).exists())
         print(f"{name}: steps {start} -> {steps}; protocol ETA {console.duration(left * seconds_per_step)} "

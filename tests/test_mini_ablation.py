@@ -1,12 +1,14 @@
 """The Figure 3 protocol runner: its plan (seeds, order, budgets) and its refusal of bad arguments."""
 
 import json
+import math
 import pathlib
 import subprocess
 import sys
 
 from bn_inception import provenance
 from tests.test_compare_ablations import write_run
+from tests.test_plateau_trend import known_curve
 from tests.test_step_times import write_events
 from tests.test_train import REPO
 
@@ -112,3 +114,18 @@ def test_a_code_change_since_earlier_runs_is_pointed_out(tmp_path):
     with open(workdir / "provenance.jsonl", "a") as f:  # a resumption on the current code
         f.write(json.dumps({"source": provenance.source_fingerprint(), "start_step": 150}) + "\n")
     assert not run(f"--runs={tmp_path}", "--dry_run", "--only=inception", "--max_seeds=1").stdout.startswith("Note")
+
+
+def test_the_plateau_line_comes_with_each_seeds_late_trend(tmp_path):
+    # Evaluations every 5 steps to 100: the last 20% holds 85, 90, 95, 100 (top-1 50 + step/10 %, +-0.3
+    # around that line: slope exactly 1 point per tenth of the run, tests/test_plateau_trend.py).
+    finished_baseline(tmp_path, known_curve(0.3), budget=100)
+    result = run(f"--runs={tmp_path}", "--dry_run", "--budget=100")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[3].startswith("Plateau rule: Inception gained 0.00 points") and lines[3].endswith("is met at B = 100 steps.")
+    error = f"{math.sqrt(0.18 / 1.25):.2f}"
+    assert lines[4] == ("Late trend per seed (a straight line through its last 20% of evaluations; points per tenth of "
+                        f"the run, standard error): +1.00 ({error}), +1.00 ({error}), +1.00 ({error}). A slope several "
+                        "standard errors above zero: still rising (scripts/plateau_trend.py).")
+

@@ -128,4 +128,3 @@ def test_the_plateau_line_comes_with_each_seeds_late_trend(tmp_path):
     assert lines[4] == ("Late trend per seed (a straight line through its last 20% of evaluations; points per tenth of "
                         f"the run, standard error): +1.00 ({error}), +1.00 ({error}), +1.00 ({error}). A slope several "
                         "standard errors above zero: still rising (scripts/plateau_trend.py).")
-

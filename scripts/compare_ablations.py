@@ -1,10 +1,14 @@
 """The paper's Figures 2 and 3 from training runs: validation accuracy curves and steps to the baseline's best.
 
-  python scripts/compare_ablations.py RUN_DIR [RUN_DIR ...] --output=OUT
+  python scripts/compare_ablations.py RUN_DIR|REPORT_DIR [...] --output=OUT
 
-Reads the TensorBoard events of finished or running runs. A run is labelled by the `ablation` in its
-`config.json`, or by its folder name when the folder holds only event files; runs of the same label (seeds)
-form one group, and the group labelled `inception` is the baseline. Figure 3's rule, applied per seed: the
+Reads the TensorBoard events of finished or running runs, and the runs recorded in earlier reports (a folder
+this script wrote: its figure3_runs.csv and curves.csv, e.g. a protocol's record committed under docs/), so
+runs trained on different machines can be compared without their folders. A run is labelled by the `ablation`
+in its `config.json`, or by its folder name when the folder holds only event files; a run given twice (the same
+label and seed, say in a report and in its own folder) counts once, as the copy evaluated furthest (on a tie,
+the one given last). Runs of the same label (seeds) form one group, and the group labelled `inception` is the
+baseline. Figure 3's rule, applied per seed: the
 threshold is the Inception baseline's maximum validation top-1 (the mean of its seeds' maxima), and a run's
 "steps to the threshold" is the first evaluated step at or above it. Groups report the mean and range over
 their seeds (the mean over the seeds that reached the threshold, and how many did); the speed-up is the
@@ -15,8 +19,9 @@ figure3.md's notes also say which source code the runs ran, where they recorded 
 runs compared in one figure should have run the same code.
 
 Writes OUT/figure2.png (mean curve per group with its min-max band over seeds), OUT/figure3.md and
-OUT/figure3.csv (one row per group), OUT/figure3_runs.csv (one row per run) and OUT/curves.csv (every
-evaluation of every run, enough to redraw Figure 2).
+OUT/figure3.csv (one row per group), OUT/figure3_runs.csv (one row per run, with what `load_report` needs:
+batch, scale, diverged, the provenance lines' source, commit and start step) and OUT/curves.csv (every
+evaluation of every run, enough to redraw Figure 2). OUT may be one of the report folders read.
 """
 
 from __future__ import annotations
@@ -70,6 +75,59 @@ def load_run(run_dir: pathlib.Path) -> dict:
     }
 
 
+# What a report keeps of each provenance line (the rest, e.g. library versions, stays in the run's folder).
+PROVENANCE_KEYS = ("start_step", "source", "commit", "modified")
+RECORD_COLUMNS = {"run", "seed", "dir", "diverged", "batch", "scale", "provenance"}
+
+
+def is_report(folder: pathlib.Path) -> bool:
+    """Whether `folder` is a report this script wrote (figure3_runs.csv, no event files of its own)."""
+    return (folder / "figure3_runs.csv").exists() and not any(folder.glob("events.out.tfevents.*"))
+
+
+def load_report(folder: pathlib.Path) -> list[dict]:
+    """The runs recorded in a report folder (its figure3_runs.csv and curves.csv), as `load_run` returns them
+    (their provenance lines cut to `PROVENANCE_KEYS`). ValueError naming the file for a report written before
+    figure3_runs.csv had the columns a record needs."""
+    with open(folder / "figure3_runs.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = sorted(RECORD_COLUMNS - set(reader.fieldnames or ()))
+        rows = list(reader)
+    if missing:
+        raise ValueError(f"{folder / 'figure3_runs.csv'}: no columns {', '.join(missing)}; expected a report "
+                         "written by this version of compare_ablations.py")
+    points: dict[tuple[str, str], list[dict]] = {}
+    with open(folder / "curves.csv", newline="") as f:
+        for point in csv.DictReader(f):
+            points.setdefault((point["run"], point["seed"]), []).append(point)
+    runs = []
+    for row in rows:
+        mine = sorted(points.get((row["run"], row["seed"]), []), key=lambda p: int(p["step"]))
+        runs.append({
+            "label": row["run"], "seed": int(row["seed"]) if row["seed"] else None, "dir": row["dir"],
+            "batch": int(row["batch"]), "scale": row["scale"] or None, "diverged": row["diverged"] or None,
+            "curve": _column(mine, "top1"), "curve_moving_average": _column(mine, "top1_moving_average"),
+            "curve_top5": _column(mine, "top5"), "provenance": json.loads(row["provenance"] or "[]"),
+        })
+    return runs
+
+
+def _column(points: list[dict], column: str) -> list[tuple[int, float]]:
+    return [(int(p["step"]), float(p[column])) for p in points if p[column]]
+
+
+def latest_runs(runs: list[dict]) -> list[dict]:
+    """One run per label and seed, the copy evaluated furthest (on a tie, the later in `runs`), in order of
+    first appearance; runs without a seed (folders of events only) are all kept."""
+    chosen: dict[tuple, dict] = {}
+    for run in runs:
+        key = (run["label"], run["seed"]) if run["seed"] is not None else (run["label"], run["dir"])
+        last = run["curve"][-1][0] if run["curve"] else -1
+        if key not in chosen or last >= (chosen[key]["curve"][-1][0] if chosen[key]["curve"] else -1):
+            chosen[key] = run
+    return list(chosen.values())
+
+
 # Groups are listed in the paper's order (Figure 3's table, then the controls), other labels after them.
 ORDER = ("inception", "bn_baseline", "bn_x5", "bn_x30", "bn_x5_sigmoid", "inception_sigmoid", "inception_x5",
          "inception_x30")
@@ -105,7 +163,9 @@ def figure3_rows(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
 
     run_rows = []
     for run in runs:
-        row = {"run": run["label"], "seed": run["seed"], "dir": run["dir"], "diverged": run["diverged"] or ""}
+        row = {"run": run["label"], "seed": run["seed"], "dir": run["dir"], "diverged": run["diverged"] or "",
+               "batch": run["batch"], "scale": run["scale"] or "",
+               "provenance": json.dumps([{k: line[k] for k in PROVENANCE_KEYS if k in line} for line in run["provenance"]])}
         if not run["curve"]:
             notes.append(f"{run['label']} ({run['dir']}): no {figure3.TOP1_TAG} events yet.")
         else:
@@ -148,7 +208,7 @@ GROUP_COLUMNS = ["run", "seeds", "steps_to_baseline_best", "steps_to_baseline_be
                  "paper_steps_to_baseline_best", "reached", "speedup", "max_accuracy", "max_accuracy_min",
                  "max_accuracy_max", "step_of_max", "diverged", "paper_steps_to_72.2", "paper_max_accuracy", "scale"]
 RUN_COLUMNS = ["run", "seed", "steps_to_baseline_best", "paper_steps_to_baseline_best", "max_accuracy", "step_of_max",
-               "last_step", "diverged", "dir"]
+               "last_step", "diverged", "dir", "batch", "scale", "provenance"]
 
 
 def _fmt(value, percent: bool = False) -> str:
@@ -280,7 +340,13 @@ def main(argv: list[str] | None = None) -> None:
     missing = [str(d) for d in args.run_dirs if not d.is_dir()]
     if missing:
         parser.error(f"run directories not found: {', '.join(missing)}")
-    write_outputs([load_run(d) for d in args.run_dirs], args.output)
+    runs = []
+    for folder in args.run_dirs:
+        try:
+            runs += load_report(folder) if is_report(folder) else [load_run(folder)]
+        except ValueError as error:
+            parser.error(str(error))
+    write_outputs(latest_runs(runs), args.output)
     print((args.output / "figure3.md").read_text())
     print(f"Figures and tables written to {args.output}/ (figure2.png, figure3.md, figure3.csv, figure3_runs.csv, "
           "curves.csv).")

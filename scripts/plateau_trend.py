@@ -1,9 +1,9 @@
 """Whether the Inception baseline was still learning at the end of its run, revision by revision.
 
   python scripts/plateau_trend.py docs/fig3_r2_inception_curves.csv docs/fig3_r3_inception_curves.csv \
-      docs/fig3_r4_inception_curves.csv [--label=inception]
+      docs/fig3_r4/curves.csv [--label=inception]
 
-Reads curves CSVs as `compare_ablations.py` writes them (OUT/curves.csv, committed as docs/fig3_r*_curves.csv)
+Reads curves CSVs as `compare_ablations.py` writes them (OUT/curves.csv, committed as docs/fig3_r*_curves.csv and docs/fig3_rN/curves.csv)
 and prints, for every seed of the label (the baseline by default), its steps, its maximum, the plateau rule's
 late gain (`figure3.plateau_gain`: best top-1 in the last 20% of steps minus the best before) and the straight
 line through the evaluations of that last 20% (`figure3.late_trend`: slope in points per tenth of the run,
@@ -62,6 +62,7 @@ def report(paths: list[pathlib.Path], label: str) -> str:
              "|---|---|---|---|---|---|---|"]
     summaries = []
     for path in paths:
+        name = f"{path.parent.name}/{path.name}" if path.name == "curves.csv" else path.name  # a report's: docs/fig3_r4/
         gains, slopes = [], []
         for seed, curve in read_curves(path, label).items():
             step, accuracy = figure3.best(curve)
@@ -70,10 +71,10 @@ def report(paths: list[pathlib.Path], label: str) -> str:
             gains.append(gain)
             slopes.append(slope)
             trend = "n/a | n/a" if math.isnan(slope) else f"{slope:+.2f} ({error:.2f}) | {scatter:.2f}"
-            lines.append(f"| {path.name} | {seed} | {curve[-1][0]} | {100 * accuracy:.1f}% ({step}) | {gain:.2f} | "
+            lines.append(f"| {name} | {seed} | {curve[-1][0]} | {100 * accuracy:.1f}% ({step}) | {gain:.2f} | "
                          f"{trend} |")
         mean_slope = statistics.fmean(slopes)
-        summaries.append(f"{path.name}: {len(gains)} seed{'s' * (len(gains) > 1)}, mean late slope "
+        summaries.append(f"{name}: {len(gains)} seed{'s' * (len(gains) > 1)}, mean late slope "
                          + ("n/a (fewer than 3 late evaluations)" if math.isnan(mean_slope)
                             else f"{mean_slope:+.2f} points per tenth of the run") + "; "
                          f"{figure3.plateau_sentence(gains, label)}")

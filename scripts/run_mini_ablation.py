@@ -1,7 +1,7 @@
 """The reduced-scale Figure 3 protocol on Imagenette: every ablation and seed, one after another, then the report.
 
   python scripts/run_mini_ablation.py [--runs=runs/mini_ablation] [--data_dir=../shared/data/imagenette]
-      [--only=inception,bn_x30] [--max_seeds=N] [--first_seed=K]
+      [--record=docs/fig3_rN] [--only=inception,bn_x30] [--max_seeds=N] [--first_seed=K]
       [--budget=B] [--ignore_plateau] [--dry_run]
 
 Trains `configs/<ablation>.py:imagenette` with `--config.seed=S` into RUNS/<ablation>/seed<S> (budgets, schedule
@@ -17,6 +17,12 @@ one resumes from its last checkpoint; a line says so when the code differs from 
 recorded in their provenance.jsonl. A run stopped by a non-finite loss is recorded as diverged
 (`diverged.txt` in its workdir) and not retried. At the end (or with what exists so far)
 `scripts/compare_ablations.py` writes Figures 2 and 3 to RUNS/report.
+
+--record=DIR keeps the protocol beyond one machine: DIR is a report folder (compare_ablations' figure3_runs.csv,
+curves.csv, figures; small enough to commit) rewritten with every finished or diverged run each time one ends.
+A run recorded there as finished counts as done even where its workdir is gone, for the plan, the plateau
+rule and the report, so the same command on a new machine with the committed record continues with the
+runs that are not in it (an unfinished run's checkpoints are not in the record: it starts again).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from bn_inception import console  # noqa: E402
 console.quiet_tensorflow_import(sys.argv)
 
 from bn_inception import events, figure3, provenance  # noqa: E402
+
+import compare_ablations  # noqa: E402  (scripts/, this script's folder)
 
 ABLATIONS = ("inception", "bn_x30", "bn_x5", "bn_baseline", "inception_x30", "inception_x5", "bn_x5_sigmoid",
              "inception_sigmoid")
@@ -68,13 +76,53 @@ def budget(ablation: str, budget_steps: int) -> int:
     return importlib.import_module(f"configs.{ablation}").get_config(config_argument(budget_steps)).num_train_steps
 
 
-def baseline_curves(runs: pathlib.Path, budget_steps: int, seeds: list[int]) -> list[list[tuple[int, float]]] | None:
-    """Each baseline seed's validation curve, or None while one of them is unfinished or has no evaluations."""
-    workdirs = [runs / figure3.BASELINE / f"seed{s}" for s in seeds]
-    if any(saved_step(w) < budget(figure3.BASELINE, budget_steps) for w in workdirs):
-        return None
-    curves = [events.read_scalars(w).get(figure3.TOP1_TAG, []) for w in workdirs]
+def baseline_curves(runs: pathlib.Path, budget_steps: int, seeds: list[int],
+                    recorded: dict[tuple[str, int], dict]) -> list[list[tuple[int, float]]] | None:
+    """Each baseline seed's validation curve (from its workdir, else from the record), or None while one of
+    them is unfinished or has no evaluations."""
+    steps = budget(figure3.BASELINE, budget_steps)
+    curves = []
+    for seed in seeds:
+        workdir, record = runs / figure3.BASELINE / f"seed{seed}", recorded.get((figure3.BASELINE, seed))
+        if saved_step(workdir) >= steps:
+            curves.append(events.read_scalars(workdir).get(figure3.TOP1_TAG, []))
+        elif record_finished(record, steps):
+            curves.append(record["curve"])
+        else:
+            return None
     return curves if all(curves) else None
+
+
+def record_finished(record: dict | None, steps: int) -> bool:
+    """Whether a run recorded by `compare_ablations.load_report` diverged or was evaluated at `steps`."""
+    return bool(record) and bool(record["diverged"] or (record["curve"] and record["curve"][-1][0] >= steps))
+
+
+def record_summary(record: dict) -> str:
+    """'diverged (...)' or 'best top-1 74.1% at step 39,150, final 73.5% at step 48,000' of a recorded run."""
+    if record["diverged"]:
+        return f"diverged ({record['diverged']})"
+    best_step, best = figure3.best(record["curve"])
+    last_step, last = record["curve"][-1]
+    return f"best top-1 {100 * best:.1f}% at step {best_step:,}, final {100 * last:.1f}% at step {last_step:,}"
+
+
+def load_record(record: pathlib.Path | None) -> dict[tuple[str, int], dict]:
+    """The runs of the --record folder by (ablation, seed); empty without one."""
+    if record is None or not (record / "figure3_runs.csv").exists():
+        return {}
+    return {(run["label"], run["seed"]): run for run in compare_ablations.load_report(record)}
+
+
+def write_record(record: pathlib.Path, recorded: dict[tuple[str, int], dict],
+                 runs: list[tuple[str, int, pathlib.Path, int]]) -> dict[tuple[str, int], dict]:
+    """Rewrites the --record folder with the recorded runs and every finished or diverged run of `runs`
+    (from its workdir), says so on the console, and returns the new record."""
+    done = [compare_ablations.load_run(w) for _, _, w, n in runs if (w / figure3.DIVERGED).exists() or saved_step(w) >= n]
+    kept = compare_ablations.latest_runs(list(recorded.values()) + done)
+    compare_ablations.write_outputs(kept, record)
+    print(f"Record: {record} now holds {len(kept)} finished runs (commit it to keep them).", flush=True)
+    return {(run["label"], run["seed"]): run for run in kept}
 
 
 def trend_line(curves: list[list[tuple[int, float]]]) -> str | None:
@@ -104,10 +152,12 @@ def paused_seconds(workdir: pathlib.Path, since: float) -> float:
     return sum(t1 - t0 for t0, t1 in zip(points, points[1:]) if t1 - t0 > events.PAUSE_SECONDS)
 
 
-def code_change(runs: pathlib.Path) -> str | None:
-    """A warning when the code here differs from every source the protocol's earlier runs in `runs` recorded
-    (their provenance.jsonl), since the runs compared in one figure should run the same code; else None."""
+def code_change(runs: pathlib.Path, recorded: dict[tuple[str, int], dict]) -> str | None:
+    """A warning when the code here differs from every source the protocol's earlier runs in `runs` (their
+    provenance.jsonl) and in the record recorded, since the runs compared in one figure should run the same
+    code; else None."""
     earlier = {line.get("source") for workdir in runs.glob("*/seed*") for line in provenance.read(workdir)}
+    earlier |= {line.get("source") for run in recorded.values() for line in run["provenance"]}
     current = provenance.source_fingerprint()
     if not earlier or current in earlier:
         return None
@@ -134,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=pathlib.Path, default=pathlib.Path("runs/mini_ablation"))
     parser.add_argument("--data_dir", type=pathlib.Path, default=ROOT.parent / "shared" / "data" / "imagenette")
+    parser.add_argument("--record", type=pathlib.Path, default=None,
+                        help="a report folder kept with every finished run (e.g. docs/fig3_r4; see above)")
     parser.add_argument("--only", default="", help="comma-separated ablations (default: all of them)")
     parser.add_argument("--max_seeds", type=int, default=0, help="run N seeds at most (default: the protocol's)")
     parser.add_argument("--first_seed", type=int, default=0, help="the first seed number (default 0)")
@@ -153,11 +205,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--budget={args.budget}: expected a whole number of training steps >= 4 (0: the config's)")
     if args.first_seed < 0:
         parser.error(f"--first_seed={args.first_seed}: expected a seed number >= 0")
+    if args.record is not None and args.record.exists() and not (
+            args.record.is_dir() and (compare_ablations.is_report(args.record) or not any(args.record.iterdir()))):
+        parser.error(f"--record={args.record}: not a report folder (expected compare_ablations' figure3_runs.csv "
+                     "and curves.csv there, or a new or empty folder)")
+    try:
+        recorded = load_record(args.record)
+    except ValueError as error:
+        parser.error(f"--record={args.record}: {error}")
     runs = [(a, s, args.runs / a / f"seed{s}", budget(a, args.budget))
             for a, s in plan(only, args.max_seeds, args.first_seed)]
     baseline_seeds = [s for _, s in plan([figure3.BASELINE], args.max_seeds, args.first_seed)]
     signal.signal(signal.SIGTERM, _Child.forward)
-    changed = code_change(args.runs)
+    changed = code_change(args.runs, recorded)
+    unrecorded = [(a, s) for a, s, w, n in runs if ((w / figure3.DIVERGED).exists() or saved_step(w) >= n)
+                  and not record_finished(recorded.get((a, s)), n)]
+    if args.record is not None and unrecorded and not args.dry_run:
+        recorded = write_record(args.record, recorded, runs)
     if changed:
         print(changed, flush=True)
 
@@ -173,8 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         if start >= steps:
             print(f"{name}: finished earlier, {events.accuracy_summary(workdir)}", flush=True)
             continue
+        record = recorded.get((ablation, seed))
+        if record_finished(record, steps):
+            print(f"{name}: recorded in {args.record} ({record_summary(record)})", flush=True)
+            continue
         checking = ablation != figure3.BASELINE and not plateau_checked
-        curves = baseline_curves(args.runs, args.budget, baseline_seeds) if checking else None
+        curves = baseline_curves(args.runs, args.budget, baseline_seeds, recorded) if checking else None
         if curves is not None:
             plateau_checked, b = True, budget(figure3.BASELINE, args.budget)
             gains, trend = [figure3.plateau_gain(c) for c in curves], trend_line(curves)
@@ -192,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(trend, flush=True)
             if not (met or args.ignore_plateau):
                 return 3
-        left = sum(max(0, n - saved_step(w)) for a, _, w, n in runs[i - 1:] if not (w / figure3.DIVERGED).exists())
+        left = sum(max(0, n - saved_step(w)) for a, s, w, n in runs[i - 1:]
+                   if not ((w / figure3.DIVERGED).exists() or record_finished(recorded.get((a, s)), n)))
         print(f"{name}: steps {start} -> {steps}; protocol ETA {console.duration(left * seconds_per_step)} "
               f"(log: {workdir / 'train.log'})", flush=True)
         if args.dry_run:
@@ -225,11 +294,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{name}: {'stopped' if _Child.stop else 'done'} at step {done} in {console.duration(wall)}, "
                   f"{events.accuracy_summary(workdir)}", flush=True)
+        if args.record is not None and (diverged or done >= steps):
+            recorded = write_record(args.record, recorded, runs)
         if _Child.stop:
             print("Stopped by SIGTERM; run the same command to continue.", flush=True)
             return 0
 
     present = [str(w) for _, _, w, _ in runs if (w / "config.json").exists()]
+    present += [str(args.record)] if recorded else []
     if present and not args.dry_run:
         subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_ablations.py"), *present,
                         f"--output={args.runs / 'report'}"], check=False)

@@ -111,3 +111,45 @@ def test_without_a_baseline_it_says_what_it_cannot_compute(tmp_path):
     rows = compare_ablations.write_outputs([compare_ablations.load_run(run)], tmp_path / "out")
     assert rows[0]["max_accuracy"] == pytest.approx(0.4) and "speedup" not in rows[0]
     assert "No run labelled 'inception'" in (tmp_path / "out" / "figure3.md").read_text()
+
+
+def test_a_report_keeps_its_runs_for_a_later_comparison(tmp_path):
+    # A protocol's record: runs written to a report, their folders gone, compared again with a new run.
+    runs = [write_run(tmp_path / "i0", [(100, 0.3), (200, 0.6)], "inception", seed=0, moving_average=0.25),
+            write_run(tmp_path / "x0", [(50, 0.72)], "bn_x30", batch=64, seed=0)]
+    (tmp_path / "x0" / "diverged.txt").write_text("non-finite loss or gradient at step 60\n")
+    (tmp_path / "i0" / "provenance.jsonl").write_text(
+        json.dumps({"source": "a" * 64, "start_step": 0, "commit": "c" * 40, "host": "vm", "versions": {}}) + "\n")
+    loaded = [compare_ablations.load_run(r) for r in runs]
+    compare_ablations.write_outputs(loaded, tmp_path / "record")
+    assert compare_ablations.is_report(tmp_path / "record") and not compare_ablations.is_report(tmp_path / "i0")
+    recorded = compare_ablations.load_report(tmp_path / "record")
+    for key in ("label", "seed", "dir", "batch", "scale", "diverged"):
+        assert recorded[0][key] == loaded[0][key], key
+    for key in ("curve", "curve_moving_average", "curve_top5"):  # kept to 6 decimals, as curves.csv writes them
+        assert [s for s, _ in recorded[0][key]] == [s for s, _ in loaded[0][key]] != []
+        assert [a for _, a in recorded[0][key]] == pytest.approx([a for _, a in loaded[0][key]], abs=5e-7)
+    assert recorded[0]["provenance"] == [{"start_step": 0, "source": "a" * 64, "commit": "c" * 40}]
+    assert recorded[1]["diverged"] == "non-finite loss or gradient at step 60" and recorded[1]["batch"] == 64
+
+    # The same inception seed 0 run further on (its folder on another machine): it replaces the record's copy.
+    further = write_run(tmp_path / "i0_more", [(100, 0.3), (200, 0.6), (300, 0.7)], "inception", seed=0)
+    result = subprocess.run([sys.executable, "scripts/compare_ablations.py", str(tmp_path / "record"), str(further),
+                             f"--output={tmp_path / 'record'}"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    per_run = list(csv.DictReader(open(tmp_path / "record" / "figure3_runs.csv")))
+    assert [(r["run"], r["seed"], r["last_step"], r["dir"]) for r in per_run] == [
+        ("inception", "0", "300", str(further)), ("bn_x30", "0", "50", str(tmp_path / "x0"))]
+    assert "bn_x30 seed 0: diverged (non-finite loss or gradient at step 60)" in result.stdout
+
+
+def test_a_report_without_the_record_columns_is_refused_by_name(tmp_path):
+    report = tmp_path / "old_report"
+    report.mkdir()
+    (report / "figure3_runs.csv").write_text("run,seed,max_accuracy,dir\ninception,0,0.5,/x\n")
+    (report / "curves.csv").write_text("run,seed,step,paper_step,top1,top5,top1_moving_average\n")
+    result = subprocess.run([sys.executable, "scripts/compare_ablations.py", str(report), f"--output={tmp_path / 'o'}"],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and not (tmp_path / "o").exists()
+    assert (f"{report / 'figure3_runs.csv'}: no columns batch, diverged, provenance, scale; expected a report written "
+            "by this version of compare_ablations.py") in result.stderr

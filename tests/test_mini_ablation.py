@@ -1,5 +1,6 @@
 """The Figure 3 protocol runner: its plan (seeds, order, budgets) and its refusal of bad arguments."""
 
+import csv
 import json
 import math
 import pathlib
@@ -128,3 +129,34 @@ def test_the_plateau_line_comes_with_each_seeds_late_trend(tmp_path):
     assert lines[4] == ("Late trend per seed (a straight line through its last 20% of evaluations; points per tenth of "
                         f"the run, standard error): +1.00 ({error}), +1.00 ({error}), +1.00 ({error}). A slope several "
                         "standard errors above zero: still rising (scripts/plateau_trend.py).")
+
+
+def test_a_record_carries_finished_runs_to_a_machine_without_their_workdirs(tmp_path):
+    finished_baseline(tmp_path / "machine1", [(2, 0.3), (4, 0.6), (6, 0.6), (8, 0.604)])  # plateaued (0.4 points)
+    record = tmp_path / "docs" / "fig3_rX"
+    result = run(f"--runs={tmp_path / 'machine1'}", f"--record={record}", "--budget=8", "--only=inception")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[0] == f"Record: {record} now holds 3 finished runs (commit it to keep them)."
+    assert [(r["run"], r["seed"], r["last_step"]) for r in csv.DictReader(open(record / "figure3_runs.csv"))] == [
+        ("inception", "0", "8"), ("inception", "1", "8"), ("inception", "2", "8")]
+
+    # Another machine: no workdirs, only the record. The baseline is done and its plateau rule is checked.
+    result = run(f"--runs={tmp_path / 'machine2'}", f"--record={record}", "--budget=8", "--dry_run")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[:3] == [f"[ {i}/18] inception seed {i - 1}: recorded in {record} (best top-1 60.4% at step 8, "
+                         "final 60.4% at step 8)" for i in (1, 2, 3)]
+    assert lines[3].startswith("Plateau rule: Inception gained 0.40 points") and lines[3].endswith("is met at B = 8 steps.")
+    # ETA: the other 15 runs' 78 steps at the prior 0.15 s a step (12 s); the recorded baseline's 24 are not left.
+    assert lines[4].startswith("[ 4/18] bn_x30 seed 0: steps 0 -> 2; protocol ETA 12s ")
+    assert not (tmp_path / "machine2").exists()
+
+
+def test_a_bad_record_folder_is_refused_before_anything_runs(tmp_path):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    for bad in (tmp_path / "file", tmp_path / "other"):
+        result = run(f"--runs={tmp_path / 'runs'}", f"--record={bad}")
+        assert result.returncode == 2 and f"--record={bad}: not a report folder" in result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -63,6 +63,9 @@ def test_the_script_reports_every_seed_and_the_rule_per_file(tmp_path):
                          "points in the last 20% of its steps (mean over seeds; per seed 0.00, 0.40): the rule (< 0.5) "
                          "is met")
     assert not any(line.startswith("| r1.csv") and "bn_x30" in line for line in lines)
+    (tmp_path / "fig3_r9").mkdir()  # a report folder's curves.csv is named with its folder
+    write_curves(tmp_path / "fig3_r9" / "curves.csv", {("inception", 0): flat})
+    assert run(tmp_path / "fig3_r9" / "curves.csv").stdout.splitlines()[-1].startswith("fig3_r9/curves.csv: 1 seed, ")
 
 
 def test_the_script_names_a_bad_file_in_one_line(tmp_path):

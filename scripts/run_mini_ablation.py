@@ -53,7 +53,8 @@ ABLATIONS = ("inception", "bn_x30", "bn_x5", "bn_baseline", "inception_x30", "in
 # Seeds per ablation (issue 12): at least 2, and 3 for the baseline and the paper's best network.
 SEEDS = {a: 3 if a in ("inception", "bn_x30") else 2 for a in ABLATIONS}
 NONFINITE = re.compile(r"Non-finite loss or gradient at step (\d+)")
-PRIOR_SECONDS_PER_STEP = 0.15  # 2-core CPU, 2026-11-26; replaced by this invocation's measurement.
+# 2-core CPU, 2026-11-26; used until a measurement exists (`measured_seconds_per_step`, then this invocation's).
+PRIOR_SECONDS_PER_STEP = 0.15
 
 
 def plan(only: list[str], max_seeds: int, first_seed: int = 0) -> list[tuple[str, int]]:
@@ -152,6 +153,17 @@ def paused_seconds(workdir: pathlib.Path, since: float) -> float:
     return sum(t1 - t0 for t0, t1 in zip(points, points[1:]) if t1 - t0 > events.PAUSE_SECONDS)
 
 
+def measured_seconds_per_step(runs: pathlib.Path) -> float | None:
+    """Seconds a step took, evaluations included, in the newest event file under `runs`: the last process
+    that trained there, most likely on this machine; intervals between its `events.TIMING_TAG` points longer
+    than `events.PAUSE_SECONDS` (a stop) are left out with their steps. None without such an interval."""
+    files = sorted(runs.glob("*/seed*/events.out.tfevents.*"), key=lambda path: path.stat().st_mtime)
+    points = events.wall_times(files[-1], events.TIMING_TAG) if files else []
+    intervals = [(s1 - s0, t1 - t0) for (s0, t0), (s1, t1) in zip(points, points[1:]) if t1 - t0 <= events.PAUSE_SECONDS]
+    steps = sum(n for n, _ in intervals)
+    return sum(t for _, t in intervals) / steps if steps > 0 else None
+
+
 def code_change(runs: pathlib.Path, recorded: dict[tuple[str, int], dict]) -> str | None:
     """A warning when the code here differs from every source the protocol's earlier runs in `runs` (their
     provenance.jsonl) and in the record recorded, since the runs compared in one figure should run the same
@@ -225,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     if changed:
         print(changed, flush=True)
 
-    seconds_per_step = PRIOR_SECONDS_PER_STEP
+    seconds_per_step = measured_seconds_per_step(args.runs) or PRIOR_SECONDS_PER_STEP
     trained_steps, trained_seconds, failed = 0, 0.0, []
     plateau_checked = False
     for i, (ablation, seed, workdir, steps) in enumerate(runs, 1):

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import os
 import pathlib
 import subprocess
 import sys
@@ -160,3 +161,19 @@ def test_a_bad_record_folder_is_refused_before_anything_runs(tmp_path):
         result = run(f"--runs={tmp_path / 'runs'}", f"--record={bad}")
         assert result.returncode == 2 and f"--record={bad}: not a report folder" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_eta_starts_from_the_newest_runs_measured_speed(tmp_path):
+    # An older process (0.1 s a step) and the newest: 100 s for each 500 steps, but one 400 s interval (a stop,
+    # left out with its steps): 0.2 s a step. The plan's ETA then counts 0.2 s a step, not the prior 0.15.
+    (tmp_path / "bn_x5" / "seed0").mkdir(parents=True)
+    (tmp_path / "inception" / "seed0").mkdir(parents=True)
+    older = tmp_path / "bn_x5" / "seed0" / "events.out.tfevents.1.host.1.v2"
+    write_events(older, [(50, 0.0), (150, 10.0)])
+    os.utime(older, (0, 0))
+    newest = tmp_path / "inception" / "seed0" / "events.out.tfevents.2.host.2.v2"
+    write_events(newest, [(50, 1000.0), (550, 1100.0), (1050, 1500.0), (1550, 1600.0)])
+    assert run_mini_ablation.measured_seconds_per_step(tmp_path) == 0.2
+    result = run(f"--runs={tmp_path}", "--dry_run", "--only=bn_x30", "--max_seeds=1", "--budget=6000")
+    assert result.stdout.splitlines()[0].startswith("[ 1/1] bn_x30 seed 0: steps 0 -> 1500; protocol ETA 5m00s ")
+    assert run_mini_ablation.measured_seconds_per_step(tmp_path / "bn_x30") is None

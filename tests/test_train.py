@@ -184,8 +184,15 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(image_folder, 
     logged = {run: [events.read_scalars(tmp_path / run)[tag] for tag in ("train/loss", "train/grad_norm")]
               for run in ("single", "multi")}
     assert [[s for s, _ in series] for series in logged["multi"]] == [[2], [2]]
-    np.testing.assert_allclose([v for series in logged["multi"] for _, v in series],
-                               [v for series in logged["single"] for _, v in series], rtol=1e-4)
+    # Tolerances: the logged values are means over steps 1 and 2. Step 1 agrees to float32 rounding (grad norm
+    # bit-equal, loss 2e-7; AMD EPYC AVX2, 2026-11-27); step 2 starts from parameters updated with gradients summed
+    # in another order (across processes by gloo), which BN-x30's 30x learning rate on these near-constant images
+    # amplifies: its loss then differs by 2e-6 and its gradient norm by 4e-4 (logged means: 1.3e-6, 1.7e-4). A
+    # wrong reduction (one process's gradient, a mean over 4 devices) changes step 1's gradient norm itself by O(1).
+    (loss_multi,), (norm_multi,) = [[v for _, v in series] for series in logged["multi"]]
+    (loss_single,), (norm_single,) = [[v for _, v in series] for series in logged["single"]]
+    np.testing.assert_allclose(loss_multi, loss_single, rtol=1e-5)
+    np.testing.assert_allclose(norm_multi, norm_single, rtol=1e-3)
     for i in range(2):
         assert json.loads((tmp_path / f"fetches{i}.json").read_text()) == [2]
 

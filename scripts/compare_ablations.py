@@ -119,11 +119,13 @@ def _column(points: list[dict], column: str) -> list[tuple[int, float]]:
 def latest_runs(runs: list[dict]) -> list[dict]:
     """One run per label and seed, the copy evaluated furthest (on a tie, the later in `runs`), in order of
     first appearance; runs without a seed (folders of events only) are all kept."""
+    def last_step(run: dict) -> int:
+        return run["curve"][-1][0] if run["curve"] else -1
+
     chosen: dict[tuple, dict] = {}
     for run in runs:
         key = (run["label"], run["seed"]) if run["seed"] is not None else (run["label"], run["dir"])
-        last = run["curve"][-1][0] if run["curve"] else -1
-        if key not in chosen or last >= (chosen[key]["curve"][-1][0] if chosen[key]["curve"] else -1):
+        if key not in chosen or last_step(run) >= last_step(chosen[key]):
             chosen[key] = run
     return list(chosen.values())
 

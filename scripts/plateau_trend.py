@@ -3,11 +3,11 @@
   python scripts/plateau_trend.py docs/fig3_r2_inception_curves.csv docs/fig3_r3_inception_curves.csv \
       docs/fig3_r4/curves.csv [--label=inception]
 
-Reads curves CSVs as `compare_ablations.py` writes them (OUT/curves.csv, committed as docs/fig3_r*_curves.csv and docs/fig3_rN/curves.csv)
-and prints, for every seed of the label (the baseline by default), its steps, its maximum, the plateau rule's
-late gain (`figure3.plateau_gain`: best top-1 in the last 20% of steps minus the best before) and the straight
-line through the evaluations of that last 20% (`figure3.late_trend`: slope in points per tenth of the run,
-its standard error, the scatter around the line); then, per file, the means and the rule's verdict.
+Reads curves CSVs as `compare_ablations.py` writes them (OUT/curves.csv, committed as docs/fig3_r*_curves.csv and
+docs/fig3_rN/curves.csv) and prints, for every seed of the label (the baseline by default), its steps, its maximum,
+the plateau rule's late gain (`figure3.plateau_gain`: best top-1 in the last 20% of steps minus the best before)
+and the straight line through the evaluations of that last 20% (`figure3.late_trend`: slope in points per tenth of
+the run, its standard error, the scatter around the line); then, per file, the means and the rule's verdict.
 
 The gain is a difference of two maxima of noisy evaluations; the slope uses every late evaluation, so it
 tells a run that still rises at its end (slope several standard errors above zero) from one whose late

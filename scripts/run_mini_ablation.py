@@ -112,18 +112,22 @@ def load_record(record: pathlib.Path | None) -> dict[tuple[str, int], dict]:
     """The runs of the --record folder by (ablation, seed); empty without one."""
     if record is None or not (record / "figure3_runs.csv").exists():
         return {}
-    return {(run["label"], run["seed"]): run for run in compare_ablations.load_report(record)}
+    return _by_run(compare_ablations.load_report(record))
 
 
 def write_record(record: pathlib.Path, recorded: dict[tuple[str, int], dict],
                  runs: list[tuple[str, int, pathlib.Path, int]]) -> dict[tuple[str, int], dict]:
-    """Rewrites the --record folder with the recorded runs and every finished or diverged run of `runs`
-    (from its workdir), says so on the console, and returns the new record."""
-    done = [compare_ablations.load_run(w) for _, _, w, n in runs if (w / figure3.DIVERGED).exists() or saved_step(w) >= n]
+    """Rewrites the --record folder with the recorded runs and every run of `runs` done in its workdir, says
+    so on the console, and returns the new record."""
+    done = [compare_ablations.load_run(w) for _, _, w, n in runs if done_in_workdir(w, n)]
     kept = compare_ablations.latest_runs(list(recorded.values()) + done)
     compare_ablations.write_outputs(kept, record)
     print(f"Record: {record} now holds {len(kept)} finished runs (commit it to keep them).", flush=True)
-    return {(run["label"], run["seed"]): run for run in kept}
+    return _by_run(kept)
+
+
+def _by_run(runs: list[dict]) -> dict[tuple[str, int], dict]:
+    return {(run["label"], run["seed"]): run for run in runs}
 
 
 def trend_line(curves: list[list[tuple[int, float]]]) -> str | None:
@@ -136,6 +140,11 @@ def trend_line(curves: list[list[tuple[int, float]]]) -> str | None:
             "standard error): " + ", ".join("n/a" if math.isnan(slope) else f"{slope:+.2f} ({error:.2f})"
                                             for slope, error, _ in trends)
             + ". A slope several standard errors above zero: still rising (scripts/plateau_trend.py).")
+
+
+def done_in_workdir(workdir: pathlib.Path, steps: int) -> bool:
+    """Whether the run in `workdir` diverged or saved its checkpoint at `steps`."""
+    return (workdir / figure3.DIVERGED).exists() or saved_step(workdir) >= steps
 
 
 def saved_step(workdir: pathlib.Path) -> int:
@@ -230,8 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline_seeds = [s for _, s in plan([figure3.BASELINE], args.max_seeds, args.first_seed)]
     signal.signal(signal.SIGTERM, _Child.forward)
     changed = code_change(args.runs, recorded)
-    unrecorded = [(a, s) for a, s, w, n in runs if ((w / figure3.DIVERGED).exists() or saved_step(w) >= n)
-                  and not record_finished(recorded.get((a, s)), n)]
+    unrecorded = [(a, s) for a, s, w, n in runs if done_in_workdir(w, n) and not record_finished(recorded.get((a, s)), n)]
     if args.record is not None and unrecorded and not args.dry_run:
         recorded = write_record(args.record, recorded, runs)
     if changed:
@@ -272,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(trend, flush=True)
             if not (met or args.ignore_plateau):
                 return 3
-        left = sum(max(0, n - saved_step(w)) for a, s, w, n in runs[i - 1:]
-                   if not ((w / figure3.DIVERGED).exists() or record_finished(recorded.get((a, s)), n)))
+        left = sum(n - saved_step(w) for a, s, w, n in runs[i - 1:]
+                   if not (done_in_workdir(w, n) or record_finished(recorded.get((a, s)), n)))
         print(f"{name}: steps {start} -> {steps}; protocol ETA {console.duration(left * seconds_per_step)} "
               f"(log: {workdir / 'train.log'})", flush=True)
         if args.dry_run:

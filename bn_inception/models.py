@@ -159,6 +159,8 @@ class BNInception(nn.Module):
       separable_stem: the paper's 7x7 stem, depthwise 3->24 (multiplier 8) then pointwise 24->64;
         False: a plain 7x7 convolution 3->64.
       slim_pool_proj: TF-slim's 96-wide pool projections in 4c/4d instead of the printed 128.
+      blocks: the Inception blocks the network has, by name; they run in the table's order. All ten in
+        every experiment; the `:tiny` configs keep four, so that tests of the machinery compile quickly.
       per_activation_bn_blocks: blocks (e.g. ("5a", "5b")) whose BN normalises per activation, not per
         feature map (the ensemble members of section 4).
       weight_init_scale: scale of the fan-in variance-scaling (truncated normal) weight initialiser.
@@ -180,6 +182,7 @@ class BNInception(nn.Module):
     lrn: bool = False
     separable_stem: bool = True
     slim_pool_proj: bool = False
+    blocks: tuple[str, ...] = tuple(INCEPTION_BLOCKS)
     per_activation_bn_blocks: tuple[str, ...] = ()
     weight_init_scale: float = 2.0
     width_multiplier: float = 1.0
@@ -235,9 +238,13 @@ class BNInception(nn.Module):
             use_batch_stats = train
         if self.folded and (train or use_batch_stats):
             raise ValueError("A folded network only infers: call it with train=False (and no use_batch_stats).")
-        unknown = set(self.per_activation_bn_blocks) - set(INCEPTION_BLOCKS)
+        unknown = set(self.blocks) - set(INCEPTION_BLOCKS)
         if unknown:
-            raise ValueError(f"per_activation_bn_blocks has unknown blocks {sorted(unknown)}; expected some of {list(INCEPTION_BLOCKS)}.")
+            raise ValueError(f"blocks has unknown blocks {sorted(unknown)}; expected some of {list(INCEPTION_BLOCKS)}.")
+        unknown = set(self.per_activation_bn_blocks) - set(self.blocks)
+        if unknown:
+            raise ValueError(f"per_activation_bn_blocks has blocks {sorted(unknown)} that the network does not have; "
+                             f"expected some of {list(self.blocks)}.")
         conv = self._conv()
         x = x.astype(self.dtype)
         if self.separable_stem:
@@ -258,6 +265,8 @@ class BNInception(nn.Module):
             x = local_response_norm(x)
         x = self._max_pool()(x, (3, 3), strides=(2, 2))
         for name, block in INCEPTION_BLOCKS.items():
+            if name not in self.blocks:
+                continue
             if self.slim_pool_proj and name in SLIM_POOL_PROJ:
                 block = block._replace(pool_proj=SLIM_POOL_PROJ[name])
             block_conv = self._conv(per_activation=True) if name in self.per_activation_bn_blocks else conv

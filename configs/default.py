@@ -4,7 +4,7 @@ Each ablation file imports `get_config` from here and changes what the paper cha
 (after the file name, comma-separated) give reduced-scale versions:
   `imagenette`  the same recipe on Imagenette (10 ImageNet classes) at 64px and 1/4 width, so that it
                 trains on a 2-core CPU; reads `--config.data_dir` (ImageFolder layout) or tfds `imagenette`.
-  `tiny`        32px, 1/8 width, a few steps: smoke tests and CI.
+  `tiny`        32px, 1/8 width, 4 of the 10 Inception blocks, a few steps: smoke tests and CI.
   `synthetic`   random images of the configured size (compute benchmarks only).
 e.g. `--config=configs/bn_x30.py:imagenette`, `--config=configs/ensemble.py:member=3,imagenette`.
 """
@@ -12,6 +12,8 @@ e.g. `--config=configs/bn_x30.py:imagenette`, `--config=configs/ensemble.py:memb
 from __future__ import annotations
 
 import ml_collections
+
+from bn_inception import models
 
 # Paper, section 4.2: "mini-batch 32" per replica. BN statistics use groups of this size on any
 # number of devices, and the learning rate scales linearly with the global batch relative to it.
@@ -81,6 +83,7 @@ def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
     c.model.lrn = False  # BN replaces LRN (GoogLeNet's LRN only in the non-BN Inception baseline).
     c.model.separable_stem = True  # paper, Appendix: 7x7 separable conv, depth multiplier 8.
     c.model.slim_pool_proj = False  # paper's per-branch widths (608/1056), not TF-slim's 96 in 4c/4d.
+    c.model.blocks = tuple(models.INCEPTION_BLOCKS)  # paper, Figure 5: all ten Inception blocks.
     c.model.per_activation_bn_blocks = ()  # per-feature-map BN everywhere (ensemble members differ).
     c.model.weight_init_scale = 2.0  # choice (paper silent): He et al. fan-in variance for ReLU.
     c.model.width_multiplier = 1.0
@@ -168,6 +171,9 @@ def apply_scale_args(c: ml_collections.ConfigDict, args: dict[str, str]) -> None
         c.image_size = 32
         c.eval_resize = 37
         c.model.width_multiplier = 0.125
+        # choice: one block of each kind (3a: avg pool, 3c: stride 2, 5a/5b: the ensembles' per-activation
+        # blocks, 5b's max pool), half the compile time of all ten: tests of the machinery, not of accuracy.
+        c.model.blocks = ("3a", "3c", "5a", "5b")
         c.global_batch_size = 32
         c.bn_group_size = 0  # whole batch of 32: the paper's mini-batch on any number of devices up to 32
         c.eval_batch_size = 32

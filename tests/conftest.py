@@ -23,10 +23,7 @@ import tempfile  # noqa: E402
 # worker inherits it and uses a subfolder of its own (JAX writes an entry without a lock, so another process
 # reading it meanwhile would see half a file), which the worker's subprocesses inherit in turn. The key
 # covers the program, XLA_FLAGS and the devices, so a hit is the same executable.
-# Every program is cached, however fast it compiled: orbax's first save on 8 devices compiles a slice per array and
-# device (most of the ~320 programs a run compiles, ~25 ms each here). A 2-step command-line run of the tiny
-# network, warm cache: 47 s with every program cached, 63 s with only those over 0.5 s (2-core AMD EPYC beside a
-# training run, 2026-11-27).
+# Every program is cached, however fast it compiled: a tiny run compiles many small programs besides its steps.
 # JAX_COMPILATION_CACHE_DIR= (empty) runs without it.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="bn_inception_test_jax_cache_")

@@ -41,6 +41,11 @@ def test_ablation_configs_hold_the_paper_numbers(name):
     shape = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), shape)
     assert ("batch_stats" in variables) == use_bn
+    # The paper's ten Inception blocks at full and reduced scale; only the machinery tests' `tiny` drops some.
+    inception = [k for k in variables["params"] if k.startswith("inception_")]
+    assert inception == [f"inception_{b}" for b in ("3a", "3b", "3c", "4a", "4b", "4c", "4d", "4e", "5a", "5b")]
+    assert tuple(load(name, "imagenette").model.blocks) == tuple(config.model.blocks)
+    assert tuple(load(name, "tiny").model.blocks) == ("3a", "3c", "5a", "5b")
 
 
 @pytest.mark.parametrize("member", range(6))

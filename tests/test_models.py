@@ -147,8 +147,24 @@ def test_per_activation_blocks_store_statistics_per_position():
     variables = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), jnp.zeros((2, 64, 64, 3)))
     assert variables["batch_stats"]["inception_5b"]["1x1"]["BatchNorm_0"]["mean"].shape == (2, 2, 44)
     assert variables["batch_stats"]["inception_5a"]["1x1"]["BatchNorm_0"]["mean"].shape == (44,)
-    with pytest.raises(ValueError, match="unknown blocks"):
+    with pytest.raises(ValueError, match=r"per_activation_bn_blocks has blocks \['6a'\] that the network does not have"):
         tiny_model(per_activation_bn_blocks=("6a",)).init(jax.random.key(0), jnp.zeros((2, 64, 64, 3)), train=False)
+
+
+def test_a_network_of_some_blocks_runs_them_in_the_table_order():
+    def init(model):
+        return jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), jnp.zeros((2, 32, 32, 3)))
+
+    full, some = init(tiny_model()), init(tiny_model(blocks=("5b", "3a", "3c")))
+    assert [k for k in some["params"] if k.startswith("inception_")] == ["inception_3a", "inception_3c", "inception_5b"]
+    # 3a follows the stem in both networks: the same parameters. 5b's input is 3c's output at 1/8 width:
+    # 160/8 + 96/8 from its two 3x3 branches and 3a's 256/8 passed through its max pool.
+    assert jax.tree.map(jnp.shape, some["params"]["inception_3a"]) == jax.tree.map(jnp.shape, full["params"]["inception_3a"])
+    assert some["params"]["inception_5b"]["1x1"]["Conv_0"]["kernel"].shape[2] == 20 + 12 + 32
+    with pytest.raises(ValueError, match=r"blocks has unknown blocks \['6a'\]"):
+        init(tiny_model(blocks=("3a", "6a")))
+    with pytest.raises(ValueError, match=r"per_activation_bn_blocks has blocks \['5a'\] that the network does not have"):
+        init(tiny_model(blocks=("3a", "5b"), per_activation_bn_blocks=("5a",)))
 
 
 def test_local_response_norm_matches_caffe_formula():

@@ -269,3 +269,30 @@ def test_a_resumed_run_reads_as_one_run_without_orphaned_points(tmp_path):
         writer.close()
         time.sleep(1.1)  # event files are named by the second they were opened
     assert events.read_scalars(tmp_path)["x"] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0)] + [(s, 100.0) for s in range(5, 9)]
+
+
+def test_saving_a_replicated_state_compiles_no_program(tmp_path):
+    # orbax's default writes each replicated array whose first dimension splits among the replicas in slices,
+    # one per replica, with a compiled program per (shape, device): most of the programs a short run on 8 CPU
+    # devices compiled (80 for this state). Shapes no other test uses, so that no in-memory cache hides a
+    # compilation (a persistent-cache hit is still counted).
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    replicated = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), PartitionSpec())
+    state = {f"w{i}": jax.device_put(np.full((16, 1009 + i), float(i), np.float32), replicated) for i in range(10)}
+    compiled = []
+
+    def count(name, *args, **kwargs):
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiled.append(name)
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        with checkpointing.create_manager(tmp_path / "checkpoints", keep=1) as manager:
+            checkpointing.save(manager, 1, state, None)
+            manager.wait_until_finished()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert jax.device_count() == 8 and compiled == []
+    restored = saved_state(tmp_path, 1)
+    assert all(np.array_equal(restored[k], state[k]) for k in state)

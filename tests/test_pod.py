@@ -54,10 +54,11 @@ def test_groups_of_32_need_only_the_gradient_statistics_and_metric_reductions(co
     # The gradients (one float per parameter), the moving averages' group means (mean and variance per BN
     # channel, averaged over every group of the global batch) and two scalar metrics (loss, top-1): no
     # reduction for the normalisation itself, since each group of 32 lies on one device. XLA packs them
-    # into 3 all-reduces.
+    # into 1 to 3 all-reduces (1 for the tiny network's 4 blocks, 3 for its earlier 10), against 2 or more per BN layer
+    # with whole-batch statistics (below).
     params, statistics = _floats(abstract.params), _floats(abstract.batch_stats)
     assert sum(size for _, size in compiled.collectives) == 4 * (params + statistics + 2)
-    assert len(compiled.collectives) == 3
+    assert 1 <= len(compiled.collectives) <= 3
 
 
 def test_whole_batch_statistics_add_the_reductions_of_every_bn_layer(compiled_steps):
@@ -68,11 +69,11 @@ def test_whole_batch_statistics_add_the_reductions_of_every_bn_layer(compiled_st
     # Per BN channel, 2 forward sums (mean, then the two-pass variance) and 3 backward sums (of dy,
     # dy * xhat, and x - mean through the variance's mean): 5 floats, of which the forward 2 also feed the
     # moving averages. Each layer waits for the one before it, so its forward reductions cannot be packed
-    # with another layer's: at least 2 per layer, 229 in this XLA's schedule (69 BN layers), each a
-    # latency-bound round trip on a pod.
+    # with another layer's: at least 2 per layer, 100 in this XLA's schedule (the tiny network's 29 BN
+    # layers: 3 in the stem, 7 in each of 3a, 5a, 5b and 5 in 3c), each a latency-bound round trip on a pod.
     assert sum(size for _, size in compiled.collectives) == 4 * (params + 5 * channels + 2)
-    assert layers == 69 and len(compiled.collectives) >= 2 * layers
-    assert len(compiled.collectives) == 229
+    assert layers == 3 + 3 * 7 + 5 and len(compiled.collectives) >= 2 * layers
+    assert len(compiled.collectives) == 100
 
 
 def test_the_training_step_donates_its_state(compiled_steps):

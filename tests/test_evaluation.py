@@ -15,6 +15,10 @@ from tests.fixtures import write_image_folder
 from tests.test_train import REPO, _env, tiny_config
 
 
+# One xdist worker runs the module (--dist loadgroup): its trained run (a module fixture) is built once.
+pytestmark = pytest.mark.xdist_group("evaluation")
+
+
 def expected_crops(image, size):
     """The GoogLeNet scheme written out in numpy for an image whose shorter side is already scale 0."""
     h, w = image.shape[:2]

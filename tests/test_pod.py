@@ -16,6 +16,10 @@ from tests.test_train import tiny_config
 GLOBAL_BATCH = 256  # 32 per device on 8 devices: one BN group of 32 each
 
 
+# One xdist worker runs the module (--dist loadgroup): its compiled training steps (a module fixture) are built once.
+pytestmark = pytest.mark.xdist_group("pod")
+
+
 def _abstract_batch(config, sharding=None):
     """The shapes and types of a training batch of `config` (with `sharding`), as the input pipeline gives it."""
     n, size = config.global_batch_size, config.image_size

@@ -17,6 +17,10 @@ from tests.fixtures import write_image_folder
 from tests.test_train import REPO, _env, tiny_config
 
 
+# One xdist worker runs the module (--dist loadgroup): its trained run (a module fixture) is built once.
+pytestmark = pytest.mark.xdist_group("robustness")
+
+
 @pytest.fixture(scope="module")
 def image_folder(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("images"), {"train": 32, "val": 3})

@@ -9,6 +9,7 @@ need no TensorFlow, which accelerator images may lack.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import pathlib
@@ -448,20 +449,22 @@ def _evaluation_line(step: int, metrics: dict[str, float], seconds: float) -> st
 
 
 class _Progress:
-    """The progress line of each log interval and the closing summary: rate measured after the first step
-    of this invocation (compilation excluded), evaluations included in the ETA."""
+    """The progress line of each log interval and the closing summary. The line's rate and ETA come from the
+    last `WINDOW` log intervals of this invocation (compilation excluded, evaluations included), so that a
+    pause (a suspended laptop, a stopped process) or a change of speed leaves them within `WINDOW` lines."""
+
+    WINDOW = 10
 
     def __init__(self, start_step: int, num_steps: int, global_batch: int) -> None:
         self.start_step, self.num_steps, self.global_batch = start_step, num_steps, global_batch
         self.began = time.time()
-        self.first: tuple[int, float] | None = None
+        self.recent: collections.deque[tuple[int, float]] = collections.deque(maxlen=self.WINDOW + 1)
 
     def line(self, step: int, summary: dict[str, float]) -> str:
         """'step 50/1500 (3%): loss 2.301, lr 0.09, 512 images/s, ETA 3m05s'."""
-        now = time.time()
-        if self.first is None:
-            self.first = (step, now)
-        done, seconds = step - self.first[0], now - self.first[1]
+        self.recent.append((step, time.time()))
+        (first_step, first_time), (_, now) = self.recent[0], self.recent[-1]
+        done, seconds = step - first_step, now - first_time
         rate = f"{done * self.global_batch / seconds:,.0f} images/s, ETA {console.duration((self.num_steps - step) * seconds / done)}" if done else "first interval, compilation included"
         loss = f"loss {summary['train/loss']:.3f}, lr {summary['train/learning_rate']:.3g}, " if "train/loss" in summary else ""
         return f"step {step}/{self.num_steps} ({100 * step // self.num_steps}%): {loss}{rate}"

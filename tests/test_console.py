@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -61,3 +62,20 @@ def test_print_config_prints_the_resolved_config_and_exits():
     result = run("--config=configs/bn_x30.py:imagenette,budget=6000", "--print_config")
     assert result.returncode == 0, result.stderr
     assert '"base_learning_rate": 0.045' in result.stdout and '"num_train_steps": 1500' in result.stdout
+
+
+def test_the_progress_rate_forgets_a_pause_after_ten_log_intervals(monkeypatch):
+    from bn_inception import train
+
+    # Start at 0 s; steps 50-150 every 10 s (50 steps of 64 in 10 s: 320 images/s); a 1,000 s pause before
+    # step 200; then steps 200-750 every 10 s again.
+    clock = iter([0.0, 10.0, 20.0, 30.0] + [1_040.0 + 10.0 * k for k in range(12)])
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(time=lambda: next(clock)))  # train's clock only
+    progress = train._Progress(start_step=0, num_steps=1_000, global_batch=64)
+    lines = [progress.line(step, {}) for step in range(50, 751, 50)]
+    assert lines[0] == "step 50/1000 (5%): first interval, compilation included"
+    assert lines[2] == f"step 150/1000 (15%): 320 images/s, ETA {train.console.duration(850 * 0.2)}"
+    # Just after the pause, the window holds it: steps 50-200 in 1,030 s.
+    assert lines[3] == f"step 200/1000 (20%): {150 * 64 / 1_030:,.0f} images/s, ETA {train.console.duration(800 * 1_030 / 150)}"
+    # Ten intervals later the pause has left the window: the speed again, and the ETA of 250 steps at 0.2 s.
+    assert lines[-1] == f"step 750/1000 (75%): 320 images/s, ETA {train.console.duration(250 * 0.2)}"

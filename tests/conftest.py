@@ -49,3 +49,11 @@ def shared_data() -> pathlib.Path:
             pytest.fail(message)
         pytest.skip(message)
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> pathlib.Path:
+    """A generated folder of JPEGs, 4 classes of 64 training and 9 validation images, one per test module."""
+    from tests.fixtures import write_image_folder  # TensorFlow, imported only by the tests that need it
+
+    return write_image_folder(tmp_path_factory.mktemp("images"), {"train": 64, "val": 9})

@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from tests.test_train import REPO, _env, _main_command, image_folder  # noqa: F401  (fixture)
+from tests.test_train import REPO, _env, _main_command
 
 
 def run(*args):

@@ -10,7 +10,6 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from bn_inception import benchmarking, events, parallel, preemption, train
 from configs import bn_x30
 from tests import host_sync_log
-from tests.fixtures import write_image_folder
 from tests.test_train import tiny_config
 
 GLOBAL_BATCH = 256  # 32 per device on 8 devices: one BN group of 32 each
@@ -86,11 +85,6 @@ def test_the_training_step_donates_its_state(compiled_steps):
     # The state's buffers are reused for the new state: the step holds one copy of it plus the activations.
     assert compiled.aliased_bytes == state_bytes
     assert compiled.memory_bytes < 2 * state_bytes + compiled.fn.memory_analysis().temp_size_in_bytes
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    return write_image_folder(tmp_path_factory.mktemp("images"), {"train": 64, "val": 9})
 
 
 def test_no_device_to_host_transfer_between_sync_points(image_folder, tmp_path, monkeypatch):

@@ -10,22 +10,15 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from bn_inception import events, optim, parallel, provenance, train
 from configs import bn_x30
-from tests.fixtures import write_image_folder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TAGS = [
     "train/loss", "train/top1_accuracy", "train/learning_rate", "train/grad_norm",
     "eval/loss", "eval/top1_accuracy", "eval/top5_accuracy",
 ]
-
-
-@pytest.fixture(scope="module")
-def image_folder(tmp_path_factory):
-    return write_image_folder(tmp_path_factory.mktemp("images"), {"train": 64, "val": 9})
 
 
 def tiny_config(data_dir, **overrides):

@@ -24,17 +24,17 @@ def run(*args):
 
 
 def test_plan_has_the_protocol_seeds_and_budgets_and_skips_finished_runs(tmp_path):
-    (tmp_path / "bn_x5" / "seed0" / "checkpoints" / "12000").mkdir(parents=True)  # a finished run (B / 4)
+    (tmp_path / "bn_x5" / "seed0" / "checkpoints" / "24000").mkdir(parents=True)  # a finished run (B / 4)
     (tmp_path / "inception_x30" / "seed1").mkdir(parents=True)
     (tmp_path / "inception_x30" / "seed1" / "diverged.txt").write_text("non-finite loss or gradient at step 7\n")
     result = run(f"--runs={tmp_path}", "--dry_run")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
     assert len(lines) == 18  # 2 seeds of 8 ablations, a third of inception and bn_x30
-    # The baseline's seeds first (its plateau decides B = 48,000), then seed rounds of the others.
+    # The baseline's seeds first (its plateau decides B = 96,000), then seed rounds of the others.
     assert [line.split(":")[0][8:] for line in lines[:3]] == ["inception seed 0", "inception seed 1", "inception seed 2"]
-    assert lines[0].startswith("[ 1/18] inception seed 0: steps 0 -> 48000")
-    assert lines[3].startswith("[ 4/18] bn_x30 seed 0: steps 0 -> 12000")
+    assert lines[0].startswith("[ 1/18] inception seed 0: steps 0 -> 96000")
+    assert lines[3].startswith("[ 4/18] bn_x30 seed 0: steps 0 -> 24000")
     assert lines[4] == "[ 5/18] bn_x5 seed 0: finished earlier, no evaluation yet"
     assert lines[13] == "[14/18] inception_x30 seed 1: diverged earlier (non-finite loss or gradient at step 7)"
     assert lines[17].split(":")[0][8:] == "bn_x30 seed 2"

@@ -53,7 +53,8 @@ ABLATIONS = ("inception", "bn_x30", "bn_x5", "bn_baseline", "inception_x30", "in
 # Seeds per ablation (issue 12): at least 2, and 3 for the baseline and the paper's best network.
 SEEDS = {a: 3 if a in ("inception", "bn_x30") else 2 for a in ABLATIONS}
 NONFINITE = re.compile(r"Non-finite loss or gradient at step (\d+)")
-# 2-core CPU, 2026-11-26; used until a measurement exists (`measured_seconds_per_step`, then this invocation's).
+# 2-core CPU, 2026-11-26 (machines differ by 3x); used, and said to be assumed, until a measurement exists
+# (`measured_seconds_per_step`, then this invocation's).
 PRIOR_SECONDS_PER_STEP = 0.15
 
 
@@ -245,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     if changed:
         print(changed, flush=True)
 
-    seconds_per_step = measured_seconds_per_step(args.runs) or PRIOR_SECONDS_PER_STEP
+    seconds_per_step = measured_seconds_per_step(args.runs)
+    assumed = seconds_per_step is None
+    seconds_per_step = PRIOR_SECONDS_PER_STEP if assumed else seconds_per_step
     trained_steps, trained_seconds, failed = 0, 0.0, []
     plateau_checked = False
     for i, (ablation, seed, workdir, steps) in enumerate(runs, 1):
@@ -282,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 3
         left = sum(n - saved_step(w) for a, s, w, n in runs[i - 1:]
                    if not (done_in_workdir(w, n) or record_finished(recorded.get((a, s)), n)))
-        print(f"{name}: steps {start} -> {steps}; protocol ETA {console.duration(left * seconds_per_step)} "
-              f"(log: {workdir / 'train.log'})", flush=True)
+        eta = console.duration(left * seconds_per_step)
+        if assumed:
+            eta += f" at an assumed {PRIOR_SECONDS_PER_STEP} s a step (none measured here yet)"
+        print(f"{name}: steps {start} -> {steps}; protocol ETA {eta} (log: {workdir / 'train.log'})", flush=True)
         if args.dry_run:
             continue
         workdir.mkdir(parents=True, exist_ok=True)
@@ -303,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         if done > start:
             trained_steps = trained_steps + done - start
             trained_seconds += wall - paused_seconds(workdir, began)
-            seconds_per_step = trained_seconds / trained_steps
+            seconds_per_step, assumed = trained_seconds / trained_steps, False
         diverged = NONFINITE.findall((workdir / "train.log").read_text()[-20_000:]) if returncode else []
         if diverged:
             (workdir / figure3.DIVERGED).write_text(f"non-finite loss or gradient at step {diverged[-1]}\n")

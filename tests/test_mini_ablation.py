@@ -40,8 +40,10 @@ def test_plan_has_the_protocol_seeds_and_budgets_and_skips_finished_runs(tmp_pat
     assert lines[17].split(":")[0][8:] == "bn_x30 seed 2"
     assert not (tmp_path / "report").exists()
     result = run(f"--runs={tmp_path}", "--dry_run", "--budget=6000", "--only=bn_x30", "--max_seeds=1")
-    assert result.stdout.splitlines() == [f"[ 1/1] bn_x30 seed 0: steps 0 -> 1500; protocol ETA 3m45s (log: "
-                                          f"{tmp_path / 'bn_x30' / 'seed0' / 'train.log'})"]
+    # No process has trained in tmp_path: the ETA is the prior's 1,500 * 0.15 s and says it is assumed.
+    assert result.stdout.splitlines() == [
+        "[ 1/1] bn_x30 seed 0: steps 0 -> 1500; protocol ETA 3m45s at an assumed 0.15 s a step (none measured here "
+        f"yet) (log: {tmp_path / 'bn_x30' / 'seed0' / 'train.log'})"]
 
 
 def finished_baseline(runs, curve, budget=8):
@@ -149,7 +151,7 @@ def test_a_record_carries_finished_runs_to_a_machine_without_their_workdirs(tmp_
                          "final 60.4% at step 8)" for i in (1, 2, 3)]
     assert lines[3].startswith("Plateau rule: Inception gained 0.40 points") and lines[3].endswith("is met at B = 8 steps.")
     # ETA: the other 15 runs' 78 steps at the prior 0.15 s a step (12 s); the recorded baseline's 24 are not left.
-    assert lines[4].startswith("[ 4/18] bn_x30 seed 0: steps 0 -> 2; protocol ETA 12s ")
+    assert lines[4].startswith("[ 4/18] bn_x30 seed 0: steps 0 -> 2; protocol ETA 12s at an assumed 0.15 s a step ")
     assert not (tmp_path / "machine2").exists()
 
 
@@ -175,5 +177,5 @@ def test_the_eta_starts_from_the_newest_runs_measured_speed(tmp_path):
     write_events(newest, [(50, 1000.0), (550, 1100.0), (1050, 1500.0), (1550, 1600.0)])
     assert run_mini_ablation.measured_seconds_per_step(tmp_path) == 0.2
     result = run(f"--runs={tmp_path}", "--dry_run", "--only=bn_x30", "--max_seeds=1", "--budget=6000")
-    assert result.stdout.splitlines()[0].startswith("[ 1/1] bn_x30 seed 0: steps 0 -> 1500; protocol ETA 5m00s ")
+    assert result.stdout.splitlines()[0].startswith("[ 1/1] bn_x30 seed 0: steps 0 -> 1500; protocol ETA 5m00s (log: ")
     assert run_mini_ablation.measured_seconds_per_step(tmp_path / "bn_x30") is None

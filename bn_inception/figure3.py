@@ -30,6 +30,18 @@ def steps_to(curve: list[tuple[int, float]], threshold: float) -> int | None:
     return next((s for s, a in curve if a >= threshold), None)
 
 
+def mean_band(curves: list[list[tuple[float, float]]]) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Figure 2's curve of a group of seeds: the steps at which any of `curves` was evaluated, in order, and at
+    each the mean, minimum and maximum over the curves evaluated there."""
+    by_step: dict[float, list[float]] = {}
+    for curve in curves:
+        for step, accuracy in curve:
+            by_step.setdefault(step, []).append(accuracy)
+    steps = sorted(by_step)
+    return (steps, [statistics.fmean(by_step[s]) for s in steps], [min(by_step[s]) for s in steps],
+            [max(by_step[s]) for s in steps])
+
+
 def plateau_gain(curve: list[tuple[int, float]]) -> float:
     """Points of top-1 (x100) the run gained in its last 20% of steps: its maximum minus its maximum up to
     80% of its last evaluated step (NaN without an evaluation in the first 80%)."""

@@ -289,18 +289,13 @@ def write_outputs(runs: list[dict], output: pathlib.Path) -> list[dict]:
     rows, run_rows, notes = figure3_rows(runs)
     fig, ax = plt.subplots(figsize=(8, 5))
     for label, members in group_runs(runs).items():
-        by_step: dict[float, list[float]] = {}
-        for run in members:
-            for step, accuracy in run["curve"]:
-                by_step.setdefault(step * run["batch"] / 32, []).append(accuracy)
-        if not by_step:
+        steps, mean, low, high = figure3.mean_band([[(step * run["batch"] / 32, accuracy)
+                                                     for step, accuracy in run["curve"]] for run in members])
+        if not steps:
             continue
-        steps = sorted(by_step)
-        line, = ax.plot(steps, [statistics.fmean(by_step[s]) for s in steps],
-                        label=f"{label} ({len(members)} seed{'s' * (len(members) > 1)})")
+        line, = ax.plot(steps, mean, label=f"{label} ({len(members)} seed{'s' * (len(members) > 1)})")
         if len(members) > 1:
-            ax.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
-                            color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     threshold_notes = [n for n in notes if n.startswith("Threshold")]
     if threshold_notes:
         threshold = figure3.threshold([r["curve"] for r in runs if r["label"] == figure3.BASELINE and r["curve"]])

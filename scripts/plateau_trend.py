@@ -1,7 +1,7 @@
 """Whether the Inception baseline was still learning at the end of its run, revision by revision.
 
   python scripts/plateau_trend.py docs/fig3_r2_inception_curves.csv docs/fig3_r3_inception_curves.csv \
-      docs/fig3_r4/curves.csv [--label=inception]
+      docs/fig3_r4/curves.csv [--label=inception] [--plot=docs/plateau_trend.png]
 
 Reads curves CSVs as `compare_ablations.py` writes them (OUT/curves.csv, committed as docs/fig3_r*_curves.csv and
 docs/fig3_rN/curves.csv) and prints, for every seed of the label (the baseline by default), its steps, its maximum,
@@ -81,19 +81,78 @@ def report(paths: list[pathlib.Path], label: str) -> str:
     return "\n".join(lines + [""] + summaries)
 
 
+def plot(paths: list[pathlib.Path], label: str, output: pathlib.Path) -> None:
+    """Writes a PNG of three panels, one colour per curves file (its budget B: the last step evaluated): the
+    mean curve over the seeds with its min-max band and a dotted line at 80% of B, the plateau rule's late
+    gain of each seed against B with the rule's limit, and each seed's late slope (with its standard error)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (curves_ax, gain_ax, slope_ax) = plt.subplots(1, 3, figsize=(15, 4.5))
+    budgets, mean_gains, mean_slopes = [], [], []
+    for path in paths:
+        curves = list(read_curves(path, label).values())
+        b = max(curve[-1][0] for curve in curves)
+        steps, mean, low, high = figure3.mean_band(curves)
+        line, = curves_ax.plot(steps, [100 * a for a in mean],
+                               label=f"B = {b:,} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+        colour = line.get_color()
+        curves_ax.fill_between(steps, [100 * a for a in low], [100 * a for a in high], color=colour, alpha=0.2,
+                               linewidth=0)
+        curves_ax.axvline((1 - figure3.PLATEAU_FRACTION) * b, color=colour, linestyle=":", linewidth=1)
+        gains = [figure3.plateau_gain(curve) for curve in curves]
+        trends = [figure3.late_trend(curve) for curve in curves]
+        gain_ax.plot([b] * len(gains), gains, "o", color=colour, alpha=0.6)
+        slope_ax.errorbar([b] * len(trends), [t[0] for t in trends], yerr=[t[1] for t in trends], fmt="o",
+                          color=colour, alpha=0.6, capsize=3)
+        budgets.append(b)
+        mean_gains.append(statistics.fmean(gains))
+        mean_slopes.append(statistics.fmean(t[0] for t in trends))
+    gain_ax.plot(budgets, mean_gains, color="black", linewidth=1, label="mean over seeds")
+    gain_ax.axhline(figure3.PLATEAU_POINTS, color="grey", linestyle="--", linewidth=1,
+                    label=f"the rule: mean under {figure3.PLATEAU_POINTS}")
+    slope_ax.plot(budgets, mean_slopes, color="black", linewidth=1, label="mean over seeds")
+    slope_ax.axhline(0, color="grey", linestyle="--", linewidth=1, label="flat")
+    name = "Inception" if label == figure3.BASELINE else label
+    curves_ax.set(xscale="log", xlabel="training step (log scale)", ylabel="validation top-1 (%)",
+                  title=f"{name}: mean over seeds, band = min-max;\ndotted: 80% of the run")
+    gain_ax.set(xscale="log", xlabel="budget B (steps, log scale)", ylabel="late gain (points of top-1)",
+                title="Best in the last 20% minus best before")
+    slope_ax.set(xscale="log", xlabel="budget B (steps, log scale)", ylabel="points of top-1 per tenth of the run",
+                 title="Slope of a line through the last 20%\n(bars: one standard error)")
+    for ax in (gain_ax, slope_ax):
+        ax.set_xticks(budgets, [f"{b:,}" for b in budgets], minor=False)
+        ax.minorticks_off()
+    for ax in (curves_ax, gain_ax, slope_ax):
+        ax.legend(fontsize=8, loc="lower right" if ax is curves_ax else "best")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(output, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("curves", nargs="+", type=pathlib.Path, help="curves CSVs (compare_ablations.py's curves.csv)")
     parser.add_argument("--label", default=figure3.BASELINE, help="the runs to read (default: %(default)s)")
+    parser.add_argument("--plot", type=pathlib.Path, default=None,
+                        help="also draw the curves, late gains and late slopes per file into this PNG")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.curves if not p.is_file()]
     if missing:
         parser.error(f"curves files not found: {', '.join(missing)}")
+    if args.plot is not None and (args.plot.suffix != ".png" or not args.plot.parent.is_dir()):
+        parser.error(f"--plot={args.plot}: expected a .png file in an existing folder")
     try:
         print(report(args.curves, args.label))
     except ValueError as error:
         parser.error(str(error))
+    if args.plot is not None:
+        plot(args.curves, args.label, args.plot)
+        print(f"Figure: {args.plot}")
 
 
 if __name__ == "__main__":

@@ -83,3 +83,52 @@ def test_the_script_names_a_bad_file_in_one_line(tmp_path):
 def test_the_rule_sentence_names_the_label():
     assert figure3.plateau_sentence([0.1, 0.3]).startswith("Inception gained 0.20 points")
     assert figure3.plateau_sentence([0.1, 0.3], "bn_x30").startswith("bn_x30 gained 0.20 points")
+
+
+def test_mean_band_is_the_mean_min_and_max_over_the_curves_evaluated_at_each_step():
+    steps, mean, low, high = figure3.mean_band([[(10, 0.2), (20, 0.4)], [(10, 0.6), (30, 0.5)], [(20, 0.1)]])
+    assert steps == [10, 20, 30]
+    assert mean == pytest.approx([0.4, 0.25, 0.5]) and low == [0.2, 0.1, 0.5] and high == [0.6, 0.4, 0.5]
+    assert figure3.mean_band([]) == ([], [], [], [])
+
+
+def test_the_plot_draws_each_files_curve_late_gains_and_slopes(tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "scripts"))
+    import plateau_trend
+    from matplotlib.figure import Figure
+
+    flat = [(s, 0.60 + (0.004 if s == 100 else 0.0)) for s in range(10, 110, 10)]  # gain 0.4, slope 0.2
+    # B = 200: gain 1.0; late evaluations (x = 10 * step / 200) 8.5, 9, 9.5, 10 at 70, 70, 70, 71%: slope 0.75 / 1.25.
+    longer = [(s, 0.7 + (0.01 if s == 200 else 0.0)) for s in range(10, 210, 10)]
+    write_curves(tmp_path / "r1.csv", {("inception", 0): known_curve(0.3), ("inception", 1): flat})
+    write_curves(tmp_path / "r2.csv", {("inception", 0): longer})
+    drawn = []
+    monkeypatch.setattr(Figure, "savefig", lambda figure, path, **kwargs: drawn.append((figure, path)))
+    plateau_trend.plot([tmp_path / "r1.csv", tmp_path / "r2.csv"], "inception", tmp_path / "p.png")
+    (figure, path), = drawn
+    curves_ax, gain_ax, slope_ax = figure.axes
+    assert path == tmp_path / "p.png"
+    # Panel 1: each file's mean curve in percent, at 80% of its B a dotted line; r1's B is 100, r2's 200.
+    mean_r1, _, mean_r2, _ = curves_ax.get_lines()
+    assert list(mean_r1.get_xdata()[:2]) == [5, 10] and mean_r1.get_ydata()[1] == pytest.approx(100 * (0.1 + 0.6) / 2)
+    assert mean_r2.get_ydata()[-1] == pytest.approx(71.0) and mean_r2.get_label() == "B = 200 (1 seed)"
+    assert [line.get_xdata()[0] for line in curves_ax.get_lines()[1::2]] == [80, 160]
+    # Panel 2: per-seed gains at each B, then the means (0.2 over r1's seeds 0.0 and 0.4; 1.0) and the rule.
+    seeds_r1, seeds_r2, means, rule = gain_ax.get_lines()
+    assert list(seeds_r1.get_ydata()) == pytest.approx([0.0, 0.4]) and list(seeds_r2.get_xdata()) == [200]
+    assert list(means.get_xdata()) == [100, 200] and list(means.get_ydata()) == pytest.approx([0.2, 1.0])
+    assert rule.get_ydata()[0] == figure3.PLATEAU_POINTS
+    # Panel 3: the mean slopes; r1's seed 1 has too few late evaluations for a line, so r1's mean is n/a.
+    means, = [line for line in slope_ax.get_lines() if line.get_label() == "mean over seeds"]
+    assert math.isnan(means.get_ydata()[0]) and means.get_ydata()[1] == pytest.approx(0.6)
+
+
+def test_a_bad_plot_path_is_refused_before_the_report(tmp_path):
+    write_curves(tmp_path / "r1.csv", {("inception", 0): known_curve(0.0)})
+    for bad in (tmp_path / "p.jpg", tmp_path / "absent" / "p.png"):
+        result = run(tmp_path / "r1.csv", f"--plot={bad}")
+        assert result.returncode == 2 and result.stdout == ""
+        assert f"--plot={bad}: expected a .png file in an existing folder" in result.stderr.splitlines()[-1]
+    result = run(tmp_path / "r1.csv", f"--plot={tmp_path / 'p.png'}")
+    assert result.returncode == 0 and result.stdout.splitlines()[-1] == f"Figure: {tmp_path / 'p.png'}"
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

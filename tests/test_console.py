@@ -1,5 +1,6 @@
 """What a user reads: the training command's console contract, --help, one-line errors, finished runs."""
 
+import re
 import subprocess
 import sys
 import types
@@ -7,6 +8,9 @@ import types
 import pytest
 
 from tests.test_train import REPO, _env, _main_command
+
+# A line of absl / glog logging: level letter, date, time, thread, file:line] (W1128 02:17:16.913391 1401 f.py:108]).
+LOG_LINE = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]")
 
 
 def run(*args):
@@ -26,10 +30,12 @@ def test_a_run_prints_progress_evaluations_checkpoints_and_a_summary_and_no_libr
     assert f"step 10: checkpoint saved to {tmp_path / 'checkpoints' / '10'}" in lines
     assert lines[-2].startswith("Finished bn_x30 at step 10 in ") and "final eval top-1" in lines[-2]
     assert lines[-1] == f"Events: {tmp_path} (tensorboard --logdir {tmp_path}); checkpoints: {tmp_path / 'checkpoints'}."
-    # No orbax / TensorFlow / clu INFO lines anywhere, and nothing but our lines on stdout.
+    # No orbax / TensorFlow / clu INFO lines anywhere, no absl- or glog-style log line of any level (such as
+    # orbax's warning when the checkpoint code overrides its array handler), and only our lines on stdout.
     everything = result.stdout + result.stderr
     for noise in ("orbax", "oneDNN", "I0000", "logging_writer", "Setting work unit notes"):
         assert noise not in everything, noise
+    assert not [line for line in everything.splitlines() if LOG_LINE.match(line)]
 
     events_before = sorted(tmp_path.glob("events.out.tfevents.*"))
     again = subprocess.run(command, cwd=REPO, env=_env(8), capture_output=True, text=True)

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from bn_inception import batch_norm, evaluation, photometric, preprocessing, train
 from tests.fixtures import write_image_folder
+from tests.test_console import LOG_LINE
 from tests.test_train import REPO, _env, tiny_config
 
 
@@ -179,6 +180,7 @@ def test_every_combination_of_crops_members_and_recalibration_exits_0(trained_ru
             name += f"_recal{recalibrate}" * bool(recalibrate) + f"_ensemble{members}" * (members > 1)
             output = workdir / "evaluations" / f"{name}.json"
             assert f"Results written to {output}" in result.stdout
+            assert not [line for line in (result.stdout + result.stderr).splitlines() if LOG_LINE.match(line)]
             written.append(json.loads(output.read_text()))
             assert written[-1]["num_examples"] == 36 and written[-1]["recalibrate_batches"] == recalibrate
     assert len({json.dumps(w["checkpoints"]) + str(w["recalibrate_batches"]) for w in written}) == 4

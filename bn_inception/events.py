@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
+from bn_inception import figure3
+
 # Timing a run from its event files: the wall times of the tag written every `log_every_steps`, and the
 # interval between two of them beyond which the process was stopped (SIGSTOP, a suspended machine), not slow.
 TIMING_TAG = "train/loss"
@@ -40,20 +42,26 @@ def read_scalars(run_dir: str | pathlib.Path) -> dict[str, list[tuple[int, float
 
 
 def accuracy_summary(run_dir: str | pathlib.Path) -> str:
-    """'final eval top-1 55.6% / top-5 91.0% (step 1500); best top-1 56.0% at step 1350, top-5 91.2% at step
-    1200' from a run's events, or 'no evaluation yet'."""
+    """`curves_summary` of a run's validation curves, read from its events."""
     scalars = read_scalars(run_dir)
-    curve, top5 = scalars.get("eval/top1_accuracy", []), scalars.get("eval/top5_accuracy", [])
-    if not curve:
+    return curves_summary(scalars.get(figure3.TOP1_TAG, []), scalars.get("eval/top5_accuracy", []))
+
+
+def curves_summary(top1: list[tuple[int, float]], top5: list[tuple[int, float]]) -> str:
+    """'final eval top-1 55.6% / top-5 91.0% (step 1500); best top-1 56.0% at step 1350, top-5 91.2% at step
+    1200' from validation curves [(step, accuracy), ...] (top-5 may be empty), or 'no evaluation yet'."""
+    if not top1:
         return "no evaluation yet"
-    last_step, last = curve[-1]
-    best_step, best = max(curve, key=lambda point: (point[1], -point[0]))
+    last_step, last = top1[-1]
+    best_step, best = figure3.best(top1)
     summary = f"final eval top-1 {100 * last:.1f}%"
     if top5:
-        best5_step, best5 = max(top5, key=lambda point: (point[1], -point[0]))
         summary += f" / top-5 {100 * dict(top5).get(last_step, float('nan')):.1f}%"
     summary += f" (step {last_step}); best top-1 {100 * best:.1f}% at step {best_step}"
-    return summary + (f", top-5 {100 * best5:.1f}% at step {best5_step}" if top5 else "")
+    if top5:
+        best5_step, best5 = figure3.best(top5)
+        summary += f", top-5 {100 * best5:.1f}% at step {best5_step}"
+    return summary
 
 
 def wall_times(event_file: str | pathlib.Path, tag: str) -> list[tuple[int, float]]:

@@ -101,12 +101,10 @@ def record_finished(record: dict | None, steps: int) -> bool:
 
 
 def record_summary(record: dict) -> str:
-    """'diverged (...)' or 'best top-1 74.1% at step 39,150, final 73.5% at step 48,000' of a recorded run."""
+    """'diverged (...)' or `events.curves_summary` of a recorded run's curves."""
     if record["diverged"]:
         return f"diverged ({record['diverged']})"
-    best_step, best = figure3.best(record["curve"])
-    last_step, last = record["curve"][-1]
-    return f"best top-1 {100 * best:.1f}% at step {best_step:,}, final {100 * last:.1f}% at step {last_step:,}"
+    return events.curves_summary(record["curve"], record["curve_top5"])
 
 
 def load_record(record: pathlib.Path | None) -> dict[tuple[str, int], dict]:
@@ -262,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         record = recorded.get((ablation, seed))
         if record_finished(record, steps):
-            print(f"{name}: recorded in {args.record} ({record_summary(record)})", flush=True)
+            print(f"{name}: recorded in {args.record}, {record_summary(record)}", flush=True)
             continue
         checking = ablation != figure3.BASELINE and not plateau_checked
         curves = baseline_curves(args.runs, args.budget, baseline_seeds, recorded) if checking else None

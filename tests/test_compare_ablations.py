@@ -8,6 +8,8 @@ import sys
 import pytest
 from clu import metric_writers
 
+from bn_inception import events
+
 from tests.test_train import REPO
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -153,3 +155,12 @@ def test_a_report_without_the_record_columns_is_refused_by_name(tmp_path):
     assert result.returncode == 2 and not (tmp_path / "o").exists()
     assert (f"{report / 'figure3_runs.csv'}: no columns batch, diverged, provenance, scale; expected a report written "
             "by this version of compare_ablations.py") in result.stderr
+
+
+def test_curves_summary_names_final_and_best_with_the_earliest_step_on_ties():
+    top1 = [(100, 0.30), (200, 0.561), (300, 0.561), (400, 0.5)]
+    top5 = [(100, 0.8), (200, 0.9), (300, 0.95)]  # none at step 400
+    assert events.curves_summary(top1, top5) == ("final eval top-1 50.0% / top-5 nan% (step 400); best top-1 56.1% at "
+                                                 "step 200, top-5 95.0% at step 300")
+    assert events.curves_summary(top1, []) == "final eval top-1 50.0% (step 400); best top-1 56.1% at step 200"
+    assert events.curves_summary([], top5) == "no evaluation yet"

@@ -147,8 +147,9 @@ def test_a_record_carries_finished_runs_to_a_machine_without_their_workdirs(tmp_
     result = run(f"--runs={tmp_path / 'machine2'}", f"--record={record}", "--budget=8", "--dry_run")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    assert lines[:3] == [f"[ {i}/18] inception seed {i - 1}: recorded in {record} (best top-1 60.4% at step 8, "
-                         "final 60.4% at step 8)" for i in (1, 2, 3)]
+    # The same summary as a run's own (`events.accuracy_summary`), from the record's curves.
+    assert lines[:3] == [f"[ {i}/18] inception seed {i - 1}: recorded in {record}, final eval top-1 60.4% / top-5 "
+                         "100.0% (step 8); best top-1 60.4% at step 8, top-5 100.0% at step 2" for i in (1, 2, 3)]
     assert lines[3].startswith("Plateau rule: Inception gained 0.40 points") and lines[3].endswith("is met at B = 8 steps.")
     # ETA: the other 15 runs' 78 steps at the prior 0.15 s a step (12 s); the recorded baseline's 24 are not left.
     assert lines[4].startswith("[ 4/18] bn_x30 seed 0: steps 0 -> 2; protocol ETA 12s at an assumed 0.15 s a step ")

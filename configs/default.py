@@ -42,6 +42,9 @@ IMAGENETTE_TRAIN_EXAMPLES = 9_469  # Imagenette v2 train split (../shared/data/i
 #   ends at the same fraction of its start (0.96 ** 96.75 = 1.9%); the accelerated configs decay 6x faster
 #   per step, as in the paper.
 FIG3_BASELINE_STEPS = 96_000
+# `:tiny`'s choice: one block of each kind (3a: avg pool, 3c: stride 2, 5a/5b: the ensembles' per-activation
+# blocks, 5b's max pool), half the compile time of all ten: tests of the machinery, not of accuracy.
+TINY_BLOCKS = ("3a", "3c", "5a", "5b")
 PAPER_BASELINE_EPOCHS = 774.0  # paper: Inception trains 31e6 steps of 32, about 774 epochs.
 PAPER_DECAY_EPOCHS = 8.0  # paper (GoogLeNet): 4% every 8 epochs.
 
@@ -172,9 +175,7 @@ def apply_scale_args(c: ml_collections.ConfigDict, args: dict[str, str]) -> None
         c.image_size = 32
         c.eval_resize = 37
         c.model.width_multiplier = 0.125
-        # choice: one block of each kind (3a: avg pool, 3c: stride 2, 5a/5b: the ensembles' per-activation
-        # blocks, 5b's max pool), half the compile time of all ten: tests of the machinery, not of accuracy.
-        c.model.blocks = ("3a", "3c", "5a", "5b")
+        c.model.blocks = TINY_BLOCKS
         c.global_batch_size = 32
         c.bn_group_size = 0  # whole batch of 32: the paper's mini-batch on any number of devices up to 32
         c.eval_batch_size = 32

@@ -7,6 +7,7 @@ import pytest
 from flax import linen as nn
 
 from bn_inception import lowering, models
+from configs import default
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -58,7 +59,8 @@ def test_network_gradients_agree_between_lowerings():
     # Without BN: in float32, BN over 4 examples at 1x1 resolution amplifies summation-order differences
     # to ~1e-2 in this tiny net; the float64 tests above check each lowering exactly.
     x = jnp.asarray(np.random.default_rng(2).standard_normal((4, 32, 32, 3)), jnp.float32)
-    nets = {name: models.BNInception(num_classes=5, width_multiplier=0.0625, use_bn=False, lowering=name) for name in ("xla", "cpu")}
+    nets = {name: models.BNInception(num_classes=5, width_multiplier=0.0625, use_bn=False, blocks=default.TINY_BLOCKS,
+                                     lowering=name) for name in ("xla", "cpu")}
     variables = nets["xla"].init(jax.random.key(0), x, train=False)
 
     def grads(net):
@@ -73,12 +75,13 @@ def test_network_gradients_agree_between_lowerings():
 
 
 def test_bn_relu_network_gradients_agree_between_lowerings_in_float64():
-    # The whole BN-ReLU network (groups of BN statistics, ReLU ties in max pooling) in float64: the CPU
-    # lowerings' hand-written gradients equal XLA's autodiff of lax's convolution and flax's pooling.
+    # The BN-ReLU network (groups of BN statistics, ReLU ties in max pooling; one block of each kind, as
+    # `:tiny`) in float64: the CPU lowerings' hand-written gradients equal XLA's autodiff of lax's
+    # convolution and flax's pooling.
     with jax.enable_x64(True):
         x = jnp.asarray(np.random.default_rng(3).standard_normal((8, 32, 32, 3)))
-        nets = {name: models.BNInception(num_classes=5, width_multiplier=0.125, bn_group_size=4, lowering=name, dtype=jnp.float64)
-                for name in ("xla", "cpu")}
+        nets = {name: models.BNInception(num_classes=5, width_multiplier=0.125, bn_group_size=4, lowering=name,
+                                         blocks=default.TINY_BLOCKS, dtype=jnp.float64) for name in ("xla", "cpu")}
         variables = jax.tree.map(lambda v: v.astype(jnp.float64), nets["xla"].init(jax.random.key(0), x, train=False))
 
         def grads(net):

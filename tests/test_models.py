@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from bn_inception.models import BNInception, Inception, MnistMLP, local_response_norm
+from configs import default
 
 # Paper's table (PAPER.md section 3): per-block output shapes of the default network at 224x224.
 EXPECTED_BLOCK_SHAPES = {
@@ -117,7 +118,7 @@ def tiny_model(**kwargs):
 )
 def test_tiny_network_trains_one_step(kwargs):
     # One block of each kind (as the configs' :tiny): the compile of all ten took most of this test's time.
-    model = tiny_model(blocks=("3a", "3c", "5a", "5b"), **kwargs)
+    model = tiny_model(blocks=default.TINY_BLOCKS, **kwargs)
     rng = np.random.default_rng(0)
     images = jnp.asarray(rng.normal(size=(4, 32, 32, 3)), jnp.float32)
     labels = jnp.asarray([0, 1, 2, 3])

@@ -170,8 +170,8 @@ def _set_aside(manager: ocp.CheckpointManager, step: int, error: Exception) -> N
     copies = 1
     while destination.exists():  # an earlier checkpoint of the same step was set aside: keep both
         destination, copies = folder / f"{step}.{copies}", copies + 1
-    logging.warning("Checkpoint %s is unreadable (%s: %s); moving it to %s and trying the one before.",
-                    source, type(error).__name__, str(error)[:300], destination)
+    console.say(f"warning: checkpoint {source} is unreadable ({type(error).__name__}: "
+                f"{' '.join(str(error).split())[:300]}); moving it to {destination} and trying the one before.")
     if jax.process_index() == 0:
         folder.mkdir(parents=True, exist_ok=True)
         os.replace(source, destination)

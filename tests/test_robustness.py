@@ -65,7 +65,7 @@ def _abstract_state(config):
     return train.setup(config, 128, runner.axis_name).abstract_state(), runner
 
 
-def test_truncated_latest_checkpoint_falls_back_to_the_one_before(image_folder, finished_run, tmp_path):
+def test_truncated_latest_checkpoint_falls_back_to_the_one_before(image_folder, finished_run, tmp_path, capsys):
     shutil.copytree(finished_run, tmp_path, dirs_exist_ok=True)
     data_files = [p for p in (tmp_path / "checkpoints" / "6").rglob("*") if p.is_file() and p.parent.name == "d"]
     assert data_files
@@ -77,6 +77,10 @@ def test_truncated_latest_checkpoint_falls_back_to_the_one_before(image_folder, 
     assert step == 4 and int(state.step) == 4
     assert (tmp_path / "corrupt_checkpoints" / "6").is_dir()  # set aside, not deleted
     manager.close()
+    # Said in one line of the console's own, not as a library log line.
+    said = [line for line in capsys.readouterr().out.splitlines() if "unreadable" in line]
+    assert len(said) == 1 and said[0].startswith(f"warning: checkpoint {tmp_path / 'checkpoints' / '6'} is unreadable (")
+    assert said[0].endswith(f"moving it to {tmp_path / 'corrupt_checkpoints' / '6'} and trying the one before.")
 
 
 def test_checkpoint_of_another_model_is_refused_by_name(image_folder, finished_run):

@@ -244,9 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     if changed:
         print(changed, flush=True)
 
-    seconds_per_step = measured_seconds_per_step(args.runs)
-    assumed = seconds_per_step is None
-    seconds_per_step = PRIOR_SECONDS_PER_STEP if assumed else seconds_per_step
+    measured = measured_seconds_per_step(args.runs)
+    seconds_per_step = PRIOR_SECONDS_PER_STEP if measured is None else measured
     trained_steps, trained_seconds, failed = 0, 0.0, []
     plateau_checked = False
     for i, (ablation, seed, workdir, steps) in enumerate(runs, 1):
@@ -284,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         left = sum(n - saved_step(w) for a, s, w, n in runs[i - 1:]
                    if not (done_in_workdir(w, n) or record_finished(recorded.get((a, s)), n)))
         eta = console.duration(left * seconds_per_step)
-        if assumed:
+        if measured is None and trained_steps == 0:
             eta += f" at an assumed {PRIOR_SECONDS_PER_STEP} s a step (none measured here yet)"
         print(f"{name}: steps {start} -> {steps}; protocol ETA {eta} (log: {workdir / 'train.log'})", flush=True)
         if args.dry_run:
@@ -306,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         if done > start:
             trained_steps = trained_steps + done - start
             trained_seconds += wall - paused_seconds(workdir, began)
-            seconds_per_step, assumed = trained_seconds / trained_steps, False
+            seconds_per_step = trained_seconds / trained_steps
         diverged = NONFINITE.findall((workdir / "train.log").read_text()[-20_000:]) if returncode else []
         if diverged:
             (workdir / figure3.DIVERGED).write_text(f"non-finite loss or gradient at step {diverged[-1]}\n")

@@ -72,10 +72,14 @@ def plateau_met(gains: list[float]) -> bool:
     return statistics.fmean(gains) < PLATEAU_POINTS
 
 
+def display_name(label: str) -> str:
+    """How sentences and figure titles name the runs labelled `label`: 'Inception' for the baseline."""
+    return "Inception" if label == BASELINE else label
+
+
 def plateau_sentence(gains: list[float], label: str = BASELINE) -> str:
     """One line: the mean and per-seed gains of the runs labelled `label`, and whether the rule is met."""
     met = plateau_met(gains)
-    name = "Inception" if label == BASELINE else label
-    return (f"{name} gained {statistics.fmean(gains):.2f} points in the last {PLATEAU_FRACTION:.0%} of its steps "
+    return (f"{display_name(label)} gained {statistics.fmean(gains):.2f} points in the last {PLATEAU_FRACTION:.0%} of its steps "
             f"(mean over seeds; per seed {', '.join(f'{g:.2f}' for g in gains)}): the rule (< {PLATEAU_POINTS}) is "
             f"{'met' if met else 'NOT met'}")

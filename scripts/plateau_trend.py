@@ -56,15 +56,15 @@ def read_curves(path: pathlib.Path, label: str) -> dict[int, list[tuple[int, flo
     return {seed: sorted(curve) for seed, curve in sorted(curves.items())}
 
 
-def report(paths: list[pathlib.Path], label: str) -> str:
-    """The table of every seed in every file, then one summary line per file."""
+def report(files: dict[pathlib.Path, dict[int, list[tuple[int, float]]]], label: str) -> str:
+    """The table of every seed in every file ({path: `read_curves`}), then one summary line per file."""
     lines = ["| curves | seed | steps | max top-1 (step) | late gain | late slope (s.e.) | scatter |",
              "|---|---|---|---|---|---|---|"]
     summaries = []
-    for path in paths:
+    for path, curves in files.items():
         name = f"{path.parent.name}/{path.name}" if path.name == "curves.csv" else path.name  # a report's: docs/fig3_r4/
         gains, slopes = [], []
-        for seed, curve in read_curves(path, label).items():
+        for seed, curve in curves.items():
             step, accuracy = figure3.best(curve)
             gain = figure3.plateau_gain(curve)
             slope, error, scatter = figure3.late_trend(curve)
@@ -81,10 +81,11 @@ def report(paths: list[pathlib.Path], label: str) -> str:
     return "\n".join(lines + [""] + summaries)
 
 
-def plot(paths: list[pathlib.Path], label: str, output: pathlib.Path) -> None:
-    """Writes a PNG of three panels, one colour per curves file (its budget B: the last step evaluated): the
-    mean curve over the seeds with its min-max band and a dotted line at 80% of B, the plateau rule's late
-    gain of each seed against B with the rule's limit, and each seed's late slope (with its standard error)."""
+def plot(files: dict[pathlib.Path, dict[int, list[tuple[int, float]]]], label: str, output: pathlib.Path) -> None:
+    """Writes a PNG of three panels, one colour per curves file ({path: `read_curves`}; its budget B: the last
+    step evaluated): the mean curve over the seeds with its min-max band and a dotted line at 80% of B, the
+    plateau rule's late gain of each seed against B with the rule's limit, and each seed's late slope (with
+    its standard error)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,8 +93,8 @@ def plot(paths: list[pathlib.Path], label: str, output: pathlib.Path) -> None:
 
     fig, (curves_ax, gain_ax, slope_ax) = plt.subplots(1, 3, figsize=(15, 4.5))
     budgets, mean_gains, mean_slopes = [], [], []
-    for path in paths:
-        curves = list(read_curves(path, label).values())
+    for by_seed in files.values():
+        curves = list(by_seed.values())
         b = max(curve[-1][0] for curve in curves)
         steps, mean, low, high = figure3.mean_band(curves)
         line, = curves_ax.plot(steps, [100 * a for a in mean],
@@ -115,9 +116,8 @@ def plot(paths: list[pathlib.Path], label: str, output: pathlib.Path) -> None:
                     label=f"the rule: mean under {figure3.PLATEAU_POINTS}")
     slope_ax.plot(budgets, mean_slopes, color="black", linewidth=1, label="mean over seeds")
     slope_ax.axhline(0, color="grey", linestyle="--", linewidth=1, label="flat")
-    name = "Inception" if label == figure3.BASELINE else label
     curves_ax.set(xscale="log", xlabel="training step (log scale)", ylabel="validation top-1 (%)",
-                  title=f"{name}: mean over seeds, band = min-max;\ndotted: 80% of the run")
+                  title=f"{figure3.display_name(label)}: mean over seeds, band = min-max;\ndotted: 80% of the run")
     gain_ax.set(xscale="log", xlabel="budget B (steps, log scale)", ylabel="late gain (points of top-1)",
                 title="Best in the last 20% minus best before")
     slope_ax.set(xscale="log", xlabel="budget B (steps, log scale)", ylabel="points of top-1 per tenth of the run",
@@ -147,11 +147,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.plot is not None and (args.plot.suffix != ".png" or not args.plot.parent.is_dir()):
         parser.error(f"--plot={args.plot}: expected a .png file in an existing folder")
     try:
-        print(report(args.curves, args.label))
+        files = {path: read_curves(path, args.label) for path in args.curves}
     except ValueError as error:
         parser.error(str(error))
+    print(report(files, args.label))
     if args.plot is not None:
-        plot(args.curves, args.label, args.plot)
+        plot(files, args.label, args.plot)
         print(f"Figure: {args.plot}")
 
 

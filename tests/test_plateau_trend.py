@@ -104,7 +104,8 @@ def test_the_plot_draws_each_files_curve_late_gains_and_slopes(tmp_path, monkeyp
     write_curves(tmp_path / "r2.csv", {("inception", 0): longer})
     drawn = []
     monkeypatch.setattr(Figure, "savefig", lambda figure, path, **kwargs: drawn.append((figure, path)))
-    plateau_trend.plot([tmp_path / "r1.csv", tmp_path / "r2.csv"], "inception", tmp_path / "p.png")
+    files = {path: plateau_trend.read_curves(path, "inception") for path in (tmp_path / "r1.csv", tmp_path / "r2.csv")}
+    plateau_trend.plot(files, "inception", tmp_path / "p.png")
     (figure, path), = drawn
     curves_ax, gain_ax, slope_ax = figure.axes
     assert path == tmp_path / "p.png"

@@ -130,9 +130,18 @@ def seconds_per_step(step: Callable[[Any], Any], num_steps: int, warmup_steps: i
     return (time.perf_counter() - start) / num_steps
 
 
-def _synthetic(config: ml_collections.ConfigDict, batch: int, runner: parallel.Runner, mask: bool = False) -> dict[str, jax.Array]:
+def synthetic_batch(config: ml_collections.ConfigDict, batch: int, runner: parallel.Runner, mask: bool = False) -> dict[str, jax.Array]:
+    """One synthetic batch of `batch` images (this process's share) of the config's size, on the devices."""
     host = next(synthetic_data.synthetic_batches(config.image_size, config.num_classes, batch, config.seed, mask=mask))
     return runner.shard_batch(host)
+
+
+def prepare(config: ml_collections.ConfigDict) -> tuple[parallel.Runner, Callable[..., Any], Callable[..., Any], Any]:
+    """(runner, training step, evaluation step, initial state on the devices) of a config, uncompiled."""
+    runner = parallel.Runner.create(config)
+    built = train.setup(config, config.global_batch_size * 1000, runner.axis_name)
+    p_train, p_eval = train.step_functions(built, runner)
+    return runner, p_train, p_eval, runner.put_state(built.initial_state())
 
 
 def measure(
@@ -141,10 +150,7 @@ def measure(
 ) -> dict[str, dict[str, Any]]:
     """{"train": ..., "eval": ...}: the config's training step and (with `evaluation`) evaluation step,
     built and initialised once. See `_training` and `_evaluation` for what each holds."""
-    runner = parallel.Runner.create(config)
-    built = train.setup(config, config.global_batch_size * 1000, runner.axis_name)
-    p_train, p_eval = train.step_functions(built, runner)
-    state = runner.put_state(built.initial_state())
+    runner, p_train, p_eval, state = prepare(config)
     results = {}
     if evaluation:  # first: training donates (consumes) the state
         results["eval"] = _evaluation(config, runner, p_eval, state, num_steps, warmup_steps)
@@ -161,7 +167,7 @@ def _training(
     With `real_batches` (this process's batches), also the step time when every step waits for the input.
     """
     local_batch = config.global_batch_size // jax.process_count()
-    batch = _synthetic(config, local_batch, runner)
+    batch = synthetic_batch(config, local_batch, runner)
     compiled = compile_step(p_train, state, batch, partitions=runner.program_devices)
     holder = [state]
 
@@ -199,7 +205,7 @@ def _evaluation(
     num_steps: int, warmup_steps: int,
 ) -> dict[str, Any]:
     """Compile time, images/s per device and FLOPs of the evaluation step at `config.eval_batch_size`."""
-    batch = _synthetic(config, config.eval_batch_size // jax.process_count(), runner, mask=True)
+    batch = synthetic_batch(config, config.eval_batch_size // jax.process_count(), runner, mask=True)
     compiled = compile_step(p_eval, state, batch, partitions=runner.program_devices)
     step_seconds = seconds_per_step(lambda: compiled.fn(state, batch), num_steps, warmup_steps)
     per_device = config.eval_batch_size / jax.device_count()

@@ -7,6 +7,8 @@
 #   full_bf16_b256  full-size BN-Inception (224px, bfloat16 compute), global batch 256 in groups of 32:
 #       images/s, MFU, evaluation, memory and BN's overhead;
 #   check_device    one training step against the CPU reference (scripts/check_device.py);
+#   profile_full_bf16_b256, profile_imagenette_inception  where those steps' time goes on a GPU: kernels
+#       per step, busy against wall time, time by kind of kernel (scripts/profile_step.py);
 #   full_bf16_b128, full_bf16_b256_whole, full_f32_b256  batch 128; whole-batch statistics; float32.
 # Synthetic data only (no TensorFlow needed). Each measurement has its own time limit; their output goes
 # to OUTDIR/measurements.log, each benchmark's JSON to OUTDIR/NAME.json and a table to OUTDIR/summary.txt.
@@ -15,13 +17,16 @@ set -u
 out=${1:?usage: bash scripts/accelerator_figures.sh OUTDIR [NAME ...]}
 shift
 names=("$@")
-# One line per measurement, in running order: NAME SECONDS SCRIPT ARGS (benchmark.py gets --output=OUTDIR/NAME.json).
+# One line per measurement, in running order: NAME SECONDS SCRIPT ARGS (benchmark.py and profile_step.py get
+# --output=OUTDIR/NAME.json).
 full="--config=configs/bn_x30.py:synthetic --config.dtype=bfloat16 --steps=50 --warmup_steps=5"
 measurements=(
   "imagenette_inception 100 scripts/benchmark.py --config=configs/inception.py:imagenette,synthetic --steps=300 --warmup_steps=30 --bn_overhead=false"
   "imagenette_bn_x30 100 scripts/benchmark.py --config=configs/bn_x30.py:imagenette,synthetic --steps=300 --warmup_steps=30 --bn_overhead=false"
   "full_bf16_b256 150 scripts/benchmark.py $full --config.global_batch_size=256"
   "check_device 100 scripts/check_device.py --config=configs/bn_x30.py:imagenette,synthetic"
+  "profile_full_bf16_b256 120 scripts/profile_step.py --config=configs/bn_x30.py:synthetic --config.dtype=bfloat16 --config.global_batch_size=256"
+  "profile_imagenette_inception 80 scripts/profile_step.py --config=configs/inception.py:imagenette,synthetic"
   "full_bf16_b128 80 scripts/benchmark.py $full --config.global_batch_size=128 --bn_overhead=false"
   "full_bf16_b256_whole 80 scripts/benchmark.py $full --config.global_batch_size=256 --config.bn_group_size=0 --bn_overhead=false"
   "full_f32_b256 80 scripts/benchmark.py $full --config.dtype=float32 --config.global_batch_size=256 --bn_overhead=false"
@@ -45,21 +50,27 @@ for measurement in "${measurements[@]}"; do
   read -r name limit script args <<<"$measurement"
   if ((${#names[@]})) && [[ " ${names[*]} " != *" $name "* ]]; then continue; fi
   output=()
-  [[ $script == scripts/benchmark.py ]] && output=(--output="$out/$name.json")
+  [[ $script == scripts/benchmark.py || $script == scripts/profile_step.py ]] && output=(--output="$out/$name.json")
   echo "=== $name: $script $args" >>"$out/measurements.log"
   start=$SECONDS
   # $args is split into words on purpose: it holds only flags without spaces.
-  timeout "$limit" "$py" "$script" $args "${output[@]}" >>"$out/measurements.log" 2>&1
-  echo "[$name] exit $? after $((SECONDS - start)) s"
+  timeout "$limit" "$py" "$script" $args "${output[@]}" >"$out/current.log" 2>&1
+  status=$?
+  cat "$out/current.log" >>"$out/measurements.log"
+  echo "[$name] exit $status after $((SECONDS - start)) s"
+  [[ $script == scripts/profile_step.py ]] && grep -v "^JSON:" "$out/current.log"
   if [[ $name == check_device ]]; then
     grep -E "^(bn_x30, 64px|reference:|device, |same training|DIFFERENT training)" "$out/measurements.log"
   fi
 done
+rm -f "$out/current.log"
 
 "$py" - "$out" <<'EOF' | tee "$out/summary.txt"
 import json, pathlib, sys
 for path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
     r = json.loads(path.read_text())
+    if "train" not in r:  # a profile (printed above)
+        continue
     t, e = r["train"], r["eval"]
     mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
     bn = f"{100 * r['bn_overhead']:.0f}%" if "bn_overhead" in r else "-"

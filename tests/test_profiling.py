@@ -14,7 +14,7 @@ from tests.test_benchmark import REPO, WITHOUT_TENSORFLOW
 
 def _trace(path, kernels_by_line):
     """A Perfetto JSON trace: a host process with one Python event, and a GPU process whose timelines
-    (name -> [(kernel, start, duration)]) hold the given kernels."""
+    (name -> [(kernel, start, duration, jax name scope or None)]) hold the given kernels."""
     events = [
         {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/host:CPU"}},
         {"ph": "M", "pid": 1, "tid": 1, "name": "thread_name", "args": {"name": "python"}},
@@ -23,7 +23,8 @@ def _trace(path, kernels_by_line):
     ]
     for tid, (line, kernels) in enumerate(kernels_by_line.items(), start=10):
         events.append({"ph": "M", "pid": 7, "tid": tid, "name": "thread_name", "args": {"name": line}})
-        events += [{"ph": "X", "pid": 7, "tid": tid, "ts": ts, "dur": dur, "name": name} for name, ts, dur in kernels]
+        events += [{"ph": "X", "pid": 7, "tid": tid, "ts": ts, "dur": dur, "name": name, "args": {"name": scope} if scope else {}}
+                   for name, ts, dur, scope in kernels]
     with gzip.open(path, "wt") as f:
         json.dump({"traceEvents": events, "displayTimeUnit": "ns"}, f)
 
@@ -33,16 +34,18 @@ def test_summary_of_known_kernels(tmp_path):
     # the same at 1000-1300 and 1350-1400 in step 2. Stream 2: an element-wise fusion 250-450 us,
     # overlapping both of step 1's kernels: busy 0-450 = 450 us in step 1, 300 + 50 = 350 us in step 2.
     # The derived "XLA Ops" line repeats a kernel and must not count; the host's event is not a kernel.
+    # The convolutions are layer 3a's forward pass, the fusion the optimizer's, the reductions unnamed.
     conv = "sm90_xmma_fprop_implicit_gemm_bf16bf16_nhwckrsc_nhwc"
+    scope = "jit(train_step)/jvp(BNInception)/inception_3a/1x1/Conv_0/conv_general_dilated"
     path = tmp_path / "perfetto_trace.json.gz"
     _trace(path, {
-        "Stream #13(Compute)": [(conv, 0.0, 300.0), ("input_reduce_fusion_3", 350.0, 50.0),
-                                (conv, 1000.0, 300.0), ("input_reduce_fusion_3", 1350.0, 50.0)],
-        "Stream #14(Compute)": [("loop_add_fusion", 250.0, 200.0)],
-        "XLA Ops": [("fusion.3", 350.0, 50.0)],
+        "Stream #13(Compute)": [(conv, 0.0, 300.0, scope), ("input_reduce_fusion_3", 350.0, 50.0, None),
+                                (conv, 1000.0, 300.0, scope), ("input_reduce_fusion_3", 1350.0, 50.0, None)],
+        "Stream #14(Compute)": [("loop_add_fusion", 250.0, 200.0, "jit(train_step)/mul")],
+        "XLA Ops": [("fusion.3", 350.0, 50.0, None)],
     })
     kernels = profiling.device_kernels(profiling.read_trace(path))
-    assert [k[0] for k in kernels] == [conv, "loop_add_fusion", "input_reduce_fusion_3", conv, "input_reduce_fusion_3"]
+    assert [k.name for k in kernels] == [conv, "loop_add_fusion", "input_reduce_fusion_3", conv, "input_reduce_fusion_3"]
     s = profiling.summarise(kernels, steps=2, wall_seconds_per_step=1e-3, top=2)
     assert s["busy_ms"] == pytest.approx((450 + 350) / 2 / 1e3)
     assert s["busy_fraction"] == pytest.approx(0.4)
@@ -53,8 +56,23 @@ def test_summary_of_known_kernels(tmp_path):
     assert s["by_kind"]["reduction"]["kernels"] == 1.0
     assert s["top"] == [{"name": conv, "ms": pytest.approx(0.3), "kernels": 1.0},
                         {"name": "loop_add_fusion", "ms": pytest.approx(0.1), "kernels": 0.5}]
+    assert s["top_layers"] == [{"name": "inception_3a forward", "ms": pytest.approx(0.3), "kernels": 1.0},
+                               {"name": "(no layer)", "ms": pytest.approx(0.1), "kernels": 0.5}]
     text = profiling.table(s)
     assert "wall 1.00 ms, device busy 0.40 ms (40%), 2 kernels of 180.0 us" in text and conv in text
+    assert "inception_3a forward" in text
+
+
+@pytest.mark.parametrize("name_stack, expected", [
+    ("jit(train_step)/transpose(jvp(BNInception))/inception_3a/3x3/Conv_0/conv_general_dilated", "inception_3a backward"),
+    ("jit(train_step)/jvp(BNInception)/stem_7x7_depthwise/conv_general_dilated", "stem_7x7_depthwise forward"),
+    ("jit(train_step)/jvp(BNInception)", "(no layer)"),
+    ("jit(train_step)/jvp(BNInception)/mul", "(no layer)"),
+    ("jit(train_step)", "(no layer)"),
+    (None, "(unnamed)"),
+])
+def test_layer_scope_of_a_name_stack(name_stack, expected):
+    assert profiling.layer_scope(name_stack) == expected
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -71,7 +89,7 @@ def test_kind_by_kernel_name(name, expected):
 
 def test_bad_summaries_are_refused():
     with pytest.raises(ValueError, match="steps=0"):
-        profiling.summarise([("k", 0.0, 1.0)], steps=0, wall_seconds_per_step=1.0)
+        profiling.summarise([profiling.Kernel("k", 0.0, 1.0, "(unnamed)")], steps=0, wall_seconds_per_step=1.0)
     with pytest.raises(ValueError, match="no device kernels"):
         profiling.summarise([], steps=1, wall_seconds_per_step=1.0)
 

@@ -20,11 +20,15 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bn_inception import console  # noqa: E402
+
+console.quiet_tensorflow_import(sys.argv)
+
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 from bn_inception import input_pipeline, photometric, preprocessing  # noqa: E402
 
@@ -153,4 +157,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main, __doc__)

@@ -13,6 +13,7 @@ import pytest
 
 from bn_inception import benchmarking, parallel
 from tests.fixtures import write_image_folder
+from tests.test_console import LOG_LINE
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -28,6 +29,7 @@ def test_benchmark_writes_json_with_consistent_flops(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "BN overhead" in result.stdout and "input pipeline" in result.stdout
+    assert not [line for line in (result.stdout + result.stderr).splitlines() if LOG_LINE.match(line)]  # no library logs
     r = json.loads(output.read_text())
     assert r["device_count"] == 8 and r["global_batch_size"] == 32 and r["lowering"] == "cpu"
     train, evaluation, plain = r["train"], r["eval"], r["without_bn"]
@@ -103,6 +105,7 @@ def test_check_device_compares_two_lowerings_and_fails_over_tolerance():
     )
     assert result.returncode == 1, result.stderr[-3000:]
     assert "lowering xla; reference: CPU, lowering cpu" in result.stdout
+    assert not [line for line in (result.stdout + result.stderr).splitlines() if LOG_LINE.match(line)]
     checked = re.search(r"highest precision: loss \S+; relative difference: loss (\S+), parameter change (\S+), "
                         r"BN statistics (\S+)", result.stdout)
     loss, change, statistics = (float(x) for x in checked.groups())

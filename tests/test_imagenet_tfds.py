@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 from bn_inception import input_pipeline
 from configs import bn_x30
 from tests.fixtures import write_toy_imagenet_tars
+from tests.test_console import LOG_LINE
 from tests.test_train import REPO
 
 
@@ -55,3 +56,4 @@ def test_toy_imagenet_builds_and_reads_back_with_the_right_labels(shared_data, t
     rows = json.loads((tmp_path / "input.json").read_text())
     assert [r["threads"] for r in rows].count("1 tf.data thread") == 8 and len(rows) == 10
     assert all(r["images_per_second"] > 0 for r in rows) and "photometric.distort" in benchmark.stdout
+    assert not [line for line in (benchmark.stdout + benchmark.stderr).splitlines() if LOG_LINE.match(line)]

@@ -7,8 +7,8 @@ Compiles the training step on a synthetic batch, times `steps` steps, then trace
 `jax.profiler` and sums the device's kernels per step (bn_inception/profiling.py): busy time against
 wall time, kernels per step, time by kind (convolutions and matmuls, reductions, transposes and copies,
 other fusions) and the longest kernels. Prints a table and writes JSON; the Perfetto trace stays in
---trace_dir when given (open it at ui.perfetto.dev), else it is deleted. Needs a device whose kernels the
-profiler records (a GPU); on a CPU it stops with an error after the trace.
+--trace_dir when given (open it at ui.perfetto.dev), else it is deleted. Needs a GPU (the profiler records
+its kernels on their CUDA streams); elsewhere it stops with an error before compiling.
 """
 
 import datetime
@@ -41,6 +41,10 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = FLAGS.config
     config_checks.validate(config)
+    device = jax.devices()[0]
+    if device.platform != "gpu":  # the profiler records GPU kernels on their streams; TPUs and CPUs differ
+        raise ValueError(f"profile_step.py needs a GPU; this host's first device is {device.device_kind!r} "
+                         f"(platform {device.platform!r}).")
     runner, p_train, _, state = benchmarking.prepare(config)
     batch = benchmarking.synthetic_batch(config, config.global_batch_size // jax.process_count(), runner)
     compiled = benchmarking.compile_step(p_train, state, batch, partitions=runner.program_devices)
@@ -58,7 +62,6 @@ def main(argv: list[str]) -> None:
         path = max(pathlib.Path(trace_dir).glob("plugins/profile/*/perfetto_trace.json.gz"), key=lambda p: p.stat().st_mtime)
         kernels = profiling.device_kernels(profiling.read_trace(path))
     summary = profiling.summarise(kernels, FLAGS.steps, wall, FLAGS.top)
-    device = jax.devices()[0]
     results = {
         "date": datetime.date.today().isoformat(),
         "device_kind": device.device_kind,

@@ -106,8 +106,9 @@ def busy_microseconds(kernels: list[Kernel]) -> float:
 
 
 def summarise(kernels: list[Kernel], steps: int, wall_seconds_per_step: float, top: int = 12) -> dict[str, Any]:
-    """Per-step figures of `steps` traced steps: wall and busy milliseconds, kernels, time by kind, and the
-    `top` layers and kernels by time (name, milliseconds and launches per step)."""
+    """Per-step figures of `steps` traced steps: wall milliseconds (`wall_seconds_per_step`, best timed
+    without the profiler, which slows the host), busy milliseconds, kernels, time by kind, and the `top`
+    layers and kernels by time (name, milliseconds and launches per step)."""
     if steps < 1:
         raise ValueError(f"steps={steps}; expected at least 1.")
     if not kernels:
@@ -142,7 +143,7 @@ def table(summary: dict[str, Any]) -> str:
     """`summarise`'s result as lines of text."""
     s = summary
     lines = [
-        f"per step ({s['steps']} traced): wall {s['wall_ms']:.2f} ms, device busy {s['busy_ms']:.2f} ms "
+        f"per step ({s['steps']} traced): wall {s['wall_ms']:.2f} ms (untraced), device busy {s['busy_ms']:.2f} ms "
         f"({100 * s['busy_fraction']:.0f}%), {s['kernels_per_step']:.0f} kernels of {s['mean_kernel_us']:.1f} us on average",
     ]
     lines += [f"  {k:<28} {v['ms']:8.2f} ms {100 * v['fraction']:5.1f}%  {v['kernels']:6.0f} kernels" for k, v in s["by_kind"].items()]

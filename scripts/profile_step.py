@@ -1,9 +1,9 @@
 r"""Where a config's training step spends its time on a GPU: its kernels, by kind and by name.
 
   python scripts/profile_step.py --config=configs/bn_x30.py:synthetic [--config.key=value ...] \
-      [--steps=10] [--warmup_steps=5] [--top=12] [--trace_dir=DIR] [--output=profile.json]
+      [--steps=10] [--timed_steps=100] [--warmup_steps=30] [--top=12] [--trace_dir=DIR] [--output=profile.json]
 
-Compiles the training step on a synthetic batch, times `steps` steps, then traces `steps` more with
+Compiles the training step on a synthetic batch, times `timed_steps` steps, then traces `steps` more with
 `jax.profiler` and sums the device's kernels per step (bn_inception/profiling.py): busy time against
 wall time, kernels per step, time by kind (convolutions and matmuls, reductions, transposes and copies,
 other fusions) and the longest kernels. Prints a table and writes JSON; the Perfetto trace stays in
@@ -28,8 +28,9 @@ from bn_inception import benchmarking, config_checks, console, profiling, train 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
 flags.mark_flag_as_required("config")
-flags.DEFINE_integer("steps", 10, "Steps timed, then steps traced.", lower_bound=1)
-flags.DEFINE_integer("warmup_steps", 5, "Untimed steps before the timing.", lower_bound=0)
+flags.DEFINE_integer("steps", 10, "Steps traced.", lower_bound=1)
+flags.DEFINE_integer("timed_steps", 100, "Steps timed without the profiler (the wall time per step).", lower_bound=1)
+flags.DEFINE_integer("warmup_steps", 30, "Untimed steps before the timing.", lower_bound=0)
 flags.DEFINE_integer("top", 12, "Longest kernels listed.", lower_bound=0)
 flags.DEFINE_string("trace_dir", "", "Keep the trace here (default: a temporary folder, deleted).")
 flags.DEFINE_string("output", "profile.json", "Where to write the JSON results.")
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> None:
         holder[0], metrics = compiled.fn(holder[0], batch)
         return metrics
 
-    wall = benchmarking.seconds_per_step(step, FLAGS.steps, FLAGS.warmup_steps)
+    wall = benchmarking.seconds_per_step(step, FLAGS.timed_steps, FLAGS.warmup_steps)
     with tempfile.TemporaryDirectory() as scratch:
         trace_dir = FLAGS.trace_dir or scratch
         with jax.profiler.trace(trace_dir, create_perfetto_trace=True):

@@ -59,7 +59,7 @@ def test_summary_of_known_kernels(tmp_path):
     assert s["top_layers"] == [{"name": "inception_3a forward", "ms": pytest.approx(0.3), "kernels": 1.0},
                                {"name": "(no layer)", "ms": pytest.approx(0.1), "kernels": 0.5}]
     text = profiling.table(s)
-    assert "wall 1.00 ms, device busy 0.40 ms (40%), 2 kernels of 180.0 us" in text and conv in text
+    assert "wall 1.00 ms (untraced), device busy 0.40 ms (40%), 2 kernels of 180.0 us" in text and conv in text
     assert "inception_3a forward" in text
 
 

@@ -1,4 +1,4 @@
-r"""Where a config's training step spends its time on a GPU: its kernels, by kind and by name.
+r"""Where a config's training step spends its time on a GPU: its kernels, by kind, by layer and by name.
 
   python scripts/profile_step.py --config=configs/bn_x30.py:synthetic [--config.key=value ...] \
       [--steps=10] [--timed_steps=100] [--warmup_steps=30] [--top=12] [--trace_dir=DIR] [--output=profile.json]
@@ -6,7 +6,7 @@ r"""Where a config's training step spends its time on a GPU: its kernels, by kin
 Compiles the training step on a synthetic batch, times `timed_steps` steps, then traces `steps` more with
 `jax.profiler` and sums the device's kernels per step (bn_inception/profiling.py): busy time against
 wall time, kernels per step, time by kind (convolutions and matmuls, reductions, transposes and copies,
-other fusions) and the longest kernels. Prints a table and writes JSON; the Perfetto trace stays in
+other fusions), the layers of the network that took longest and the longest kernels. Prints a table and writes JSON; the Perfetto trace stays in
 --trace_dir when given (open it at ui.perfetto.dev), else it is deleted. Needs a GPU (the profiler records
 its kernels on their CUDA streams); elsewhere it stops with an error before compiling.
 """
@@ -31,7 +31,7 @@ flags.mark_flag_as_required("config")
 flags.DEFINE_integer("steps", 10, "Steps traced.", lower_bound=1)
 flags.DEFINE_integer("timed_steps", 100, "Steps timed without the profiler (the wall time per step).", lower_bound=1)
 flags.DEFINE_integer("warmup_steps", 30, "Untimed steps before the timing.", lower_bound=0)
-flags.DEFINE_integer("top", 12, "Longest kernels listed.", lower_bound=0)
+flags.DEFINE_integer("top", 12, "Longest layers and kernels listed.", lower_bound=0)
 flags.DEFINE_string("trace_dir", "", "Keep the trace here (default: a temporary folder, deleted).")
 flags.DEFINE_string("output", "profile.json", "Where to write the JSON results.")
 
@@ -42,6 +42,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = FLAGS.config
     config_checks.validate(config)
+    output = pathlib.Path(FLAGS.output)
+    if not output.parent.is_dir():
+        raise ValueError(f"--output={FLAGS.output}: the folder {output.parent} does not exist.")
     device = jax.devices()[0]
     if device.platform != "gpu":  # the profiler records GPU kernels on their streams; TPUs and CPUs differ
         raise ValueError(f"profile_step.py needs a GPU; this host's first device is {device.device_kind!r} "
@@ -73,7 +76,7 @@ def main(argv: list[str]) -> None:
         "lowering": train.resolved_lowering(config),
         "flops_per_step_per_device": compiled.flops_per_device,
     } | summary
-    pathlib.Path(FLAGS.output).write_text(json.dumps(results, indent=1))
+    output.write_text(json.dumps(results, indent=1))
     print(f"{device.device_kind}: {config.ablation}, {config.image_size}px, global batch {config.global_batch_size}, {config.dtype}")
     print(profiling.table(summary))
     if FLAGS.trace_dir:

@@ -107,3 +107,15 @@ def test_profile_step_on_a_cpu_says_why_in_one_line_before_compiling(tmp_path):
         "error: ValueError: profile_step.py needs a GPU; this host's first device is 'cpu' (platform 'cpu'). "
         "(--verbose shows the traceback)"]
     assert result.stdout == "" and not output.exists()
+
+
+def test_profile_step_refuses_an_output_folder_that_does_not_exist(tmp_path):
+    output = tmp_path / "absent" / "profile.json"
+    result = subprocess.run(
+        [sys.executable, "scripts/profile_step.py", "--config=configs/bn_x30.py:tiny,synthetic", f"--output={output}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: ValueError: --output={output}: the folder {output.parent} does not exist. (--verbose shows the traceback)"]
+    assert not output.parent.exists()

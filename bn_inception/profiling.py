@@ -5,8 +5,9 @@ create_perfetto_trace=True)` writes) holds, for a GPU, one timeline per CUDA str
 ("/device:GPU:0"), each event a kernel or a memory copy. From the kernels of `steps` traced steps this
 module gives the device's busy time per step (the union of the kernels' intervals over all streams, so
 overlapping streams count once), the number of kernels per step, their time by kind, by layer of the
-network (from the name scope jax records with each kernel) and the kernels that took longest. A step whose busy time is far under its wall time waits on the host (kernel launches,
-Python); one whose kernels are many and short is launch-bound even when the device looks busy.
+network (from the name scope jax records with each kernel) and the kernels that took longest. A step
+whose busy time is far under its wall time waits on the host (kernel launches, Python); one whose kernels
+are many and short is launch-bound even when the device looks busy.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from typing import Any, NamedTuple
 _DERIVED_LINES = ("XLA Modules", "XLA Ops", "XLA TraceMe", "Steps", "Framework", "Source", "Launch Stats", "TensorFlow")
 
 # Kinds of kernel by name, first match wins. cuDNN and cuBLAS kernels carry their algorithm in the name
-# (`sm90_xmma_fprop_implicit_gemm_...`, `cutlass_...`); XLA names its own kernels after their fusions
-# (`input_reduce_fusion_3`, `loop_add_fusion`, `transpose_fusion_2`).
+# (`sm90_xmma_fprop_implicit_gemm_...`, `cutlass_...`; cuDNN's own layout transforms, `nhwcToNchwKernel`,
+# count as convolution); XLA names its own kernels after their fusions (`input_reduce_fusion_3`,
+# `loop_add_fusion`, `transpose_fusion_2`).
 KINDS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("convolution / matmul", re.compile(r"xmma|gemm|conv|cudnn|cutlass|cublas|wgrad|dgrad|fprop|nchw|nhwc", re.I)),
     ("reduction", re.compile(r"reduce", re.I)),

@@ -6,9 +6,10 @@ r"""Where a config's training step spends its time on a GPU: its kernels, by kin
 Compiles the training step on a synthetic batch, times `timed_steps` steps, then traces `steps` more with
 `jax.profiler` and sums the device's kernels per step (bn_inception/profiling.py): busy time against
 wall time, kernels per step, time by kind (convolutions and matmuls, reductions, transposes and copies,
-other fusions), the layers of the network that took longest and the longest kernels. Prints a table and writes JSON; the Perfetto trace stays in
---trace_dir when given (open it at ui.perfetto.dev), else it is deleted. Needs a GPU (the profiler records
-its kernels on their CUDA streams); elsewhere it stops with an error before compiling.
+other fusions), the layers of the network that took longest and the longest kernels. Prints a table and
+writes JSON; the Perfetto trace stays in --trace_dir when given (open it at ui.perfetto.dev), else it is
+deleted. Needs a GPU (the profiler records its kernels on their CUDA streams); elsewhere it stops with an
+error before compiling.
 """
 
 import datetime

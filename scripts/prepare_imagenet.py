@@ -7,8 +7,15 @@ Training runs then read it with --config.tfds_data_dir=DATA_DIR (default: tfds' 
 """
 
 import pathlib
+import sys
 
-from absl import app, flags
+from absl import flags
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from bn_inception import console  # noqa: E402
+
+console.quiet_tensorflow_import(sys.argv)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("manual_dir", None, "Folder with ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar.", required=True)
@@ -32,4 +39,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main, __doc__)

@@ -19,7 +19,9 @@ def test_toy_imagenet_builds_and_reads_back_with_the_right_labels(shared_data, t
     validation = write_toy_imagenet_tars(tmp_path / "manual", shared_data)
     missing = subprocess.run([sys.executable, "scripts/prepare_imagenet.py", f"--manual_dir={tmp_path}"],
                              cwd=REPO, capture_output=True, text=True)
-    assert missing.returncode != 0 and "lacks ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar" in missing.stderr
+    assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [  # one line, no traceback
+        f"error: FileNotFoundError: {tmp_path} lacks ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar: download them "
+        "from image-net.org (ILSVRC2012). (--verbose shows the traceback)"]
     prepared = subprocess.run(
         [sys.executable, "scripts/prepare_imagenet.py", f"--manual_dir={tmp_path / 'manual'}", f"--data_dir={tmp_path / 'tfds'}"],
         cwd=REPO, capture_output=True, text=True,

@@ -43,19 +43,23 @@ def _taps(x: jax.Array, window: tuple[int, int], strides: tuple[int, int], paddi
     return [xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw, :] for i in range(kh) for j in range(kw)]
 
 
-def _xla_conv(x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: tuple[tuple[int, int], ...], depthwise: bool) -> jax.Array:
+def _xla_conv(
+    x: jax.Array, kernel: jax.Array, strides: tuple[int, int], padding: tuple[tuple[int, int], ...], depthwise: bool,
+    precision: Any = None,
+) -> jax.Array:
     groups = x.shape[-1] if depthwise else 1
-    return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC, feature_group_count=groups)
+    return jax.lax.conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC, feature_group_count=groups,
+                                        precision=precision)
 
 
-_conv = jax.custom_vjp(_xla_conv, nondiff_argnums=(2, 3, 4))
+_conv = jax.custom_vjp(_xla_conv, nondiff_argnums=(2, 3, 4, 5))
 
 
-def _conv_fwd(x, kernel, strides, padding, depthwise):
-    return _conv(x, kernel, strides, padding, depthwise), (x, kernel)
+def _conv_fwd(x, kernel, strides, padding, depthwise, precision):
+    return _conv(x, kernel, strides, padding, depthwise, precision), (x, kernel)
 
 
-def _conv_bwd(strides, padding, depthwise, residuals, dy):
+def _conv_bwd(strides, padding, depthwise, precision, residuals, dy):
     x, kernel = residuals
     kh, kw, cin, cout = kernel.shape
     taps = _taps(x, (kh, kw), strides, padding, dy.shape[1:3])
@@ -63,13 +67,13 @@ def _conv_bwd(strides, padding, depthwise, residuals, dy):
         # dK[i, j, 0, c*m + k] = sum over positions of x_tap[c] * dY[c*m + k]: one contraction of all taps.
         channels = x.shape[-1]
         grouped_dy = dy.reshape(dy.shape[:3] + (channels, cout // channels))
-        dkernel = jnp.einsum("nhwct,nhwcm->tcm", jnp.stack(taps, axis=-1), grouped_dy)
+        dkernel = jnp.einsum("nhwct,nhwcm->tcm", jnp.stack(taps, axis=-1), grouped_dy, precision=precision)
     else:
         # dK[i, j] = (inputs under tap (i, j))^T dY: one (C, N*H'*W') x (N*H'*W', O) matrix product per tap.
         flat_dy = dy.reshape(-1, cout)
-        dkernel = jnp.stack([t.reshape(-1, cin).T @ flat_dy for t in taps])
+        dkernel = jnp.stack([jnp.matmul(t.reshape(-1, cin).T, flat_dy, precision=precision) for t in taps])
     # The input gradient through XLA's own transpose (for the stem it is unused and XLA removes it).
-    _, x_vjp = jax.vjp(lambda v: _xla_conv(v, kernel, strides, padding, depthwise), x)
+    _, x_vjp = jax.vjp(lambda v: _xla_conv(v, kernel, strides, padding, depthwise, precision), x)
     return x_vjp(dy)[0], dkernel.reshape(kernel.shape).astype(kernel.dtype)
 
 
@@ -91,7 +95,7 @@ def matmul_friendly_conv(
             return jax.lax.dot_general(lhs, rhs[0, 0], (((3,), (0,)), ((), ())), precision=precision)
         depthwise = feature_group_count == lhs.shape[-1] > 1 and rhs.shape[2] == 1
         if depthwise or feature_group_count == 1:
-            return _conv(lhs, rhs, strides, pads, depthwise)
+            return _conv(lhs, rhs, strides, pads, depthwise, precision)
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
         precision=precision, **kwargs,

@@ -73,6 +73,7 @@ class ConvUnit(nn.Module):
     activation: str = "relu"
     kernel_init: Callable[..., jax.Array] = nn.initializers.lecun_normal()
     conv_general_dilated: Callable[..., jax.Array] | None = None
+    precision: str | None = None
     dtype: Any = jnp.float32
 
     @nn.compact
@@ -86,6 +87,7 @@ class ConvUnit(nn.Module):
             use_bias=not self.use_bn,
             kernel_init=self.kernel_init,
             conv_general_dilated=self.conv_general_dilated,
+            precision=self.precision,
             dtype=self.dtype,
         )(x)
         if self.use_bn:
@@ -169,6 +171,9 @@ class BNInception(nn.Module):
       lowering: "xla" (lax convolutions, flax pooling) or "cpu" (`lowering.matmul_friendly_conv` and
         `lowering.max_pool`: the same functions and parameters, with the gradients computed by matrix
         products, slices and pads where XLA:CPU's own lowerings are slow).
+      precision: matrix precision of the convolutions and the classifier: "default" (jax's, which runs
+        float32 on TF32 matrix units on NVIDIA GPUs unless JAX_DEFAULT_MATMUL_PRECISION says otherwise),
+        "high" or "highest" (full float32 everywhere). A CPU computes full float32 whatever it says.
       dtype: compute dtype (bfloat16 on accelerators); parameters and BN statistics stay float32.
       folded: the paper's inference network (section 3.1): every BN folded into the convolution before it
         (conv with a bias, no BN layer, no `batch_stats`), per-activation BN as a `FoldedBatchNorm`.
@@ -191,6 +196,7 @@ class BNInception(nn.Module):
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-5
     lowering: str = "xla"
+    precision: str = "default"
     dtype: Any = jnp.float32
     folded: bool = False
 
@@ -216,9 +222,15 @@ class BNInception(nn.Module):
             activation=self.activation,
             kernel_init=self._kernel_init(),
             conv_general_dilated=self._conv_fn(),
+            precision=self._precision(),
             dtype=self.dtype,
         )
         return lambda features, kernel_size, **kw: unit(self._width(features), kernel_size, **kw)
+
+    def _precision(self) -> str | None:
+        if self.precision not in ("default", "high", "highest"):
+            raise ValueError(f"precision={self.precision!r}; expected 'default', 'high' or 'highest'.")
+        return None if self.precision == "default" else self.precision  # None: jax's default, as configured
 
     def _conv_fn(self) -> Callable[..., jax.Array] | None:
         if self.lowering not in ("xla", "cpu"):
@@ -250,8 +262,8 @@ class BNInception(nn.Module):
         if self.separable_stem:
             x = nn.Conv(
                 3 * 8, (7, 7), strides=2, padding="SAME", feature_group_count=3, use_bias=False,
-                kernel_init=self._kernel_init(), conv_general_dilated=self._conv_fn(), dtype=self.dtype,
-                name="stem_7x7_depthwise",
+                kernel_init=self._kernel_init(), conv_general_dilated=self._conv_fn(), precision=self._precision(),
+                dtype=self.dtype, name="stem_7x7_depthwise",
             )(x)
             x = conv(64, (1, 1), name="stem_7x7_pointwise")(x, use_batch_stats)
         else:
@@ -273,7 +285,8 @@ class BNInception(nn.Module):
             x = Inception(block, block_conv, self._max_pool(), name=f"inception_{name}")(x, use_batch_stats)
         x = jnp.mean(x, axis=(1, 2))
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        x = nn.Dense(self.num_classes, kernel_init=self._kernel_init(), dtype=self.dtype, name="classifier")(x)
+        x = nn.Dense(self.num_classes, kernel_init=self._kernel_init(), precision=self._precision(), dtype=self.dtype,
+                     name="classifier")(x)
         return x.astype(jnp.promote_types(self.dtype, jnp.float32))
 
 

@@ -97,6 +97,9 @@ def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
     # (XLA:CPU's own are slow, docs/cpu_performance.md); "xla" keeps lax convolutions and flax pooling;
     # "auto" picks "cpu" on CPU and "xla" on accelerators. Same function and parameters either way.
     c.model.lowering = "auto"
+    # jax's default matrix precision: on NVIDIA GPUs float32 convolutions run on TF32 matrix units (the
+    # paper's GPUs had none); "highest" for full float32. CPUs compute full float32 either way.
+    c.model.precision = "default"
     c.dtype = "float32"  # compute dtype; "bfloat16" on accelerators (parameters/statistics stay f32).
 
     # --- batch normalisation statistics and parallelism ----------------------------------------------
@@ -167,6 +170,11 @@ def apply_scale_args(c: ml_collections.ConfigDict, args: dict[str, str]) -> None
         c.checkpoint_every_steps = 150
         c.shuffle_buffer = 2_048
         c.model.bn_momentum = 0.99  # choice: 0.9997 would not settle within a few thousand steps.
+        # Choice: full float32 on every device, so that a protocol run computes the same function on a GPU
+        # as on a CPU (one H200 step at the default precision: parameters' change 0.37 from the CPU's, 3e-3
+        # at highest; scripts/check_device.py). Free where it matters: 5.4 ms a step against 5.55 on an H200
+        # (2026-11-28, the step waits on kernel launches, README "On a GPU"); a CPU computes float32 anyway.
+        c.model.precision = "highest"
         # Choice: Algorithm 2 before every evaluation (20 batches = 40 groups of 32): no moving-average lag.
         c.eval_recalibrate_batches = 20
         c.eval_cache = True  # choice: 3,925 images of 64x64x3 bytes = 48 MB in memory.

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from bn_inception import lowering, models
-from configs import default
+from bn_inception import lowering, models, train
+from configs import bn_x30, default
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -91,3 +91,51 @@ def test_bn_relu_network_gradients_agree_between_lowerings_in_float64():
             return jax.jit(jax.grad(loss))(variables["params"])
 
         assert _max_rel_error(grads(nets["cpu"]), grads(nets["xla"])) < 1e-10
+
+
+@pytest.mark.parametrize("lowering", ["xla", "cpu"])
+def test_precision_reaches_every_convolution_and_matrix_product_of_the_gradient(lowering):
+    # Known count, read from the lowered program: with precision="highest" every convolution and dot_general
+    # of the training gradient (forward, input and weight gradients, the CPU lowering's hand-written ones
+    # too) asks for HIGHEST; with "default" none asks for anything, so jax's default applies.
+    config = bn_x30.get_config("tiny")
+    config.model.lowering = lowering
+    x = jnp.ones((4, 32, 32, 3))
+    counts = {}
+    for precision in ("default", "highest"):
+        config.model.precision = precision
+        net = train.create_model(config, None)
+        variables = jax.eval_shape(lambda: net.init(jax.random.key(0), x, train=False))
+
+        def loss(params, variables):
+            logits, _ = net.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"],
+                                  rngs={"dropout": jax.random.key(1)})
+            return jnp.sum(logits)
+
+        text = jax.jit(jax.grad(loss)).lower(variables["params"], variables).as_text()
+        ops = [line for line in text.splitlines() if "stablehlo.convolution" in line or "stablehlo.dot_general" in line]
+        counts[precision] = (len(ops), sum("HIGHEST" in line for line in ops))
+    total = counts["default"][0]
+    assert total > 30 and counts == {"default": (total, 0), "highest": (total, total)}
+
+
+def test_precision_changes_nothing_on_a_cpu():
+    # The reduced-scale configs ask for "highest" so that a GPU computes what a CPU computes; on the CPU
+    # itself the training gradient is bitwise the same either way (runs before and after the setting agree).
+    config = bn_x30.get_config("tiny")
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 32, 32, 3)), jnp.float32)
+    grads = {}
+    for precision in ("default", "highest"):
+        config.model.precision = precision
+        net = train.create_model(config, None)
+        variables = net.init(jax.random.key(0), x, train=False)
+
+        def loss(params):
+            logits, _ = net.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"],
+                                  rngs={"dropout": jax.random.key(1)})
+            return jnp.sum(logits ** 2)
+
+        grads[precision] = jax.jit(jax.grad(loss))(variables["params"])
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), grads["default"], grads["highest"]))
+    with pytest.raises(ValueError, match="precision='tf32'; expected 'default', 'high' or 'highest'"):
+        models.BNInception(num_classes=5, width_multiplier=0.125, precision="tf32").init(jax.random.key(0), x, train=False)

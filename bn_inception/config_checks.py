@@ -10,6 +10,7 @@ import math
 
 import ml_collections
 
+from bn_inception.models import PRECISIONS
 from bn_inception.photometric import DISTORTIONS
 
 # BN-Inception halves its resolution five times (stem conv, two pools, 3c, 4e): 32 pixels reach 1x1.
@@ -75,7 +76,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"model.activation={config.model.activation!r}; expected 'relu' or 'sigmoid'.",
     )
     _require(
-        config.model.get("precision", "default") in ("default", "high", "highest"),
+        config.model.get("precision", "default") in PRECISIONS,
         f"model.precision={config.model.get('precision')!r}; expected 'default', 'high' or 'highest'.",
     )
     _require(0 <= config.model.dropout_rate < 1, f"model.dropout_rate={config.model.dropout_rate} must be in [0, 1).")

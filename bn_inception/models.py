@@ -62,6 +62,10 @@ def local_response_norm(
     return (x / jnp.power(bias + alpha / size * window_sum, beta)).astype(x.dtype)
 
 
+# Values of `BNInception.precision` (and of config.model.precision): "default" leaves jax's default.
+PRECISIONS = ("default", "high", "highest")
+
+
 class ConvUnit(nn.Module):
     """Convolution followed by BN (before the nonlinearity, no conv bias) or by a bias alone, then activation."""
 
@@ -228,7 +232,7 @@ class BNInception(nn.Module):
         return lambda features, kernel_size, **kw: unit(self._width(features), kernel_size, **kw)
 
     def _precision(self) -> str | None:
-        if self.precision not in ("default", "high", "highest"):
+        if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}; expected 'default', 'high' or 'highest'.")
         return None if self.precision == "default" else self.precision  # None: jax's default, as configured
 

@@ -119,7 +119,7 @@ def cpu_cost_analysis(lowered: jax.stages.Lowered) -> dict[str, float] | None:
         return None
 
 
-def seconds_per_step(step: Callable[[Any], Any], num_steps: int, warmup_steps: int) -> float:
+def seconds_per_step(step: Callable[[], Any], num_steps: int, warmup_steps: int) -> float:
     """Mean wall time of `step()` over `num_steps` calls after `warmup_steps`, with results blocked on."""
     for _ in range(warmup_steps):
         jax.block_until_ready(step())
@@ -158,6 +158,25 @@ def measure(
     return results
 
 
+def training_stepper(
+    config: ml_collections.ConfigDict, runner: parallel.Runner, p_train: Callable[..., Any], state: Any,
+) -> tuple[CompiledStep, Callable[..., Any]]:
+    """Compiles the training step for this process's share of a synthetic global batch.
+
+    Returns the compiled step and `step(batch=None)`, which trains the state it holds (starting from `state`)
+    one step on `batch` (a device batch of the same shapes) or on the synthetic batch, and returns the metrics.
+    """
+    batch = synthetic_batch(config, config.global_batch_size // jax.process_count(), runner)
+    compiled = compile_step(p_train, state, batch, partitions=runner.program_devices)
+    holder = [state]
+
+    def step(next_batch: dict[str, jax.Array] | None = None) -> Any:
+        holder[0], metrics = compiled.fn(holder[0], batch if next_batch is None else next_batch)
+        return metrics
+
+    return compiled, step
+
+
 def _training(
     config: ml_collections.ConfigDict, runner: parallel.Runner, p_train: Callable[..., Any], state: Any,
     num_steps: int, warmup_steps: int, real_batches: Iterator[dict[str, np.ndarray]] | None,
@@ -166,16 +185,8 @@ def _training(
 
     With `real_batches` (this process's batches), also the step time when every step waits for the input.
     """
-    local_batch = config.global_batch_size // jax.process_count()
-    batch = synthetic_batch(config, local_batch, runner)
-    compiled = compile_step(p_train, state, batch, partitions=runner.program_devices)
-    holder = [state]
-
-    def synthetic_step():
-        holder[0], metrics = compiled.fn(holder[0], batch)
-        return metrics
-
-    step_seconds = seconds_per_step(synthetic_step, num_steps, warmup_steps)
+    compiled, step = training_stepper(config, runner, p_train, state)
+    step_seconds = seconds_per_step(step, num_steps, warmup_steps)
     per_device = config.global_batch_size / jax.device_count()
     result = {
         "compile_seconds": compiled.compile_seconds,
@@ -190,11 +201,7 @@ def _training(
     if real_batches is not None:
         device_batches = runner.prefetch(real_batches)
 
-        def real_step():
-            holder[0], metrics = compiled.fn(holder[0], next(device_batches))
-            return metrics
-
-        real_seconds = seconds_per_step(real_step, num_steps, warmup_steps)
+        real_seconds = seconds_per_step(lambda: step(next(device_batches)), num_steps, warmup_steps)
         result["real_data_step_seconds"] = real_seconds
         result["real_data_images_per_second_per_device"] = per_device / real_seconds
     return result

@@ -51,14 +51,7 @@ def main(argv: list[str]) -> None:
         raise ValueError(f"profile_step.py needs a GPU; this host's first device is {device.device_kind!r} "
                          f"(platform {device.platform!r}).")
     runner, p_train, _, state = benchmarking.prepare(config)
-    batch = benchmarking.synthetic_batch(config, config.global_batch_size // jax.process_count(), runner)
-    compiled = benchmarking.compile_step(p_train, state, batch, partitions=runner.program_devices)
-    holder = [state]
-
-    def step():
-        holder[0], metrics = compiled.fn(holder[0], batch)
-        return metrics
-
+    compiled, step = benchmarking.training_stepper(config, runner, p_train, state)
     wall = benchmarking.seconds_per_step(step, FLAGS.timed_steps, FLAGS.warmup_steps)
     with tempfile.TemporaryDirectory() as scratch:
         trace_dir = FLAGS.trace_dir or scratch

@@ -16,37 +16,10 @@ import pytest
 from bn_inception import evaluation, folding, input_pipeline, models, train
 from configs import bn_x30, ensemble, inception
 from tests.fixtures import write_image_folder
+from tests.variables import jit_apply, random_variables
 from tests.test_train import REPO, _env, tiny_config
 
 FOLD_CONFIG = ml_collections.ConfigDict({"model_name": "bn_inception", "model": {"bn_epsilon": 1e-3}})
-
-
-def _variables(net, x, seed):
-    """Variables of `net` for inputs like `x`, drawn with numpy in x's dtype (flax's initialisers would compile
-    one program per parameter shape): kernels N(0, 1/fan-in), other biases 0 as flax initialises them, and BN
-    parameters and statistics far from their initial values, as after training."""
-    rng = np.random.default_rng(seed)
-    shapes = jax.eval_shape(functools.partial(net.init, train=False), jax.random.key(0), x)
-
-    def draw(path, leaf):
-        shape, name = leaf.shape, path[-1]
-        if name == "kernel":
-            value = rng.normal(0, 1 / np.sqrt(np.prod(shape[:-1])), shape)
-        elif path[0] == "batch_stats":
-            value = rng.normal(0, 0.5, shape) if name == "mean" else rng.uniform(0.2, 3.0, shape)
-        elif path[-2] == folding.BN:
-            value = rng.uniform(-0.5, 0.5, shape) if name == "bias" else rng.uniform(0.5, 1.5, shape)
-        else:
-            value = np.zeros(shape)
-        return value.astype(x.dtype)
-
-    flat = flax.traverse_util.flatten_dict(shapes)
-    return flax.traverse_util.unflatten_dict({path: draw(path, leaf) for path, leaf in flat.items()})
-
-
-def _apply(net, variables, x, train=False):
-    """`net.apply` compiled as one program (eagerly, every layer's operations would compile one by one)."""
-    return jax.jit(functools.partial(net.apply, train=train))(variables, x)
 
 
 def _bn_layer_paths(params):
@@ -62,13 +35,13 @@ def test_folded_logits_equal_the_bn_networks_inference_logits_in_float64(kwargs,
     with jax.enable_x64(True):
         x = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (3, size, size, 3)))
         net = models.BNInception(num_classes=5, width_multiplier=0.125, bn_epsilon=1e-3, dtype=jnp.float64, **kwargs)
-        variables = _variables(net, x, seed=1)
+        variables = random_variables(net, x, seed=1)
         folded = folding.fold_batch_norm(variables, FOLD_CONFIG)
         folded_net = net.clone(folded=True)
         folding.check_folded_shapes(folded_net, folded, size)
         assert set(jax.eval_shape(functools.partial(folded_net.init, train=False), jax.random.key(0), x)) == {"params"}
-        expected = _apply(net, variables, x)
-        logits = _apply(folded_net, folded, x)
+        expected = jit_apply(net, variables, x)
+        logits = jit_apply(folded_net, folded, x)
         assert float(jnp.max(jnp.abs(logits - expected)) / jnp.max(jnp.abs(expected))) < 1e-10
 
     flat = flax.traverse_util.flatten_dict(folded["params"])
@@ -107,10 +80,10 @@ def test_full_size_folded_network_in_float32_and_its_parameter_count(member):
     config = bn_x30.get_config() if member is None else ensemble.get_config(f"member={member}")
     net = train.create_model(config, None).clone(lowering="xla")
     x = jnp.asarray(np.random.default_rng(3).uniform(-1, 1, (2, 224, 224, 3)), jnp.float32)
-    variables = _variables(net, x, seed=4)
+    variables = random_variables(net, x, seed=4)
     folded = folding.fold_batch_norm(variables, config)
-    expected = _apply(net, variables, x)
-    logits = _apply(net.clone(folded=True), folded, x)
+    expected = jit_apply(net, variables, x)
+    logits = jit_apply(net.clone(folded=True), folded, x)
     assert float(jnp.max(jnp.abs(logits - expected)) / jnp.max(jnp.abs(expected))) < 1e-4
 
     count = lambda tree: sum(int(v.size) for v in jax.tree.leaves(tree))  # noqa: E731
@@ -131,11 +104,11 @@ def test_a_network_without_bn_folds_to_itself_and_a_folded_network_refuses_to_tr
     config = inception.get_config("tiny")
     net = train.create_model(config, None)
     x = jnp.zeros((2, 32, 32, 3))
-    variables = _variables(net, x, seed=5)
+    variables = random_variables(net, x, seed=5)
     folded = folding.fold_batch_norm(variables, config)
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(np.array_equal(a, b)), folded["params"], variables["params"]))
     with pytest.raises(ValueError, match="only infers"):
-        _apply(net.clone(folded=True), folded, x, train=True)
+        jit_apply(net.clone(folded=True), folded, x, train=True)
     with pytest.raises(ValueError, match="model_name='mnist_mlp'"):
         folding.fold_batch_norm(variables, ml_collections.ConfigDict({"model_name": "mnist_mlp"}))
 

@@ -8,6 +8,7 @@ from flax import linen as nn
 
 from bn_inception import lowering, models, train
 from configs import bn_x30, default
+from tests.variables import random_variables
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -61,7 +62,7 @@ def test_network_gradients_agree_between_lowerings():
     x = jnp.asarray(np.random.default_rng(2).standard_normal((4, 32, 32, 3)), jnp.float32)
     nets = {name: models.BNInception(num_classes=5, width_multiplier=0.0625, use_bn=False, blocks=default.TINY_BLOCKS,
                                      lowering=name) for name in ("xla", "cpu")}
-    variables = nets["xla"].init(jax.random.key(0), x, train=False)
+    variables = random_variables(nets["xla"], x, seed=0)
 
     def grads(net):
         def loss(params):
@@ -82,7 +83,7 @@ def test_bn_relu_network_gradients_agree_between_lowerings_in_float64():
         x = jnp.asarray(np.random.default_rng(3).standard_normal((8, 32, 32, 3)))
         nets = {name: models.BNInception(num_classes=5, width_multiplier=0.125, bn_group_size=4, lowering=name,
                                          blocks=default.TINY_BLOCKS, dtype=jnp.float64) for name in ("xla", "cpu")}
-        variables = jax.tree.map(lambda v: v.astype(jnp.float64), nets["xla"].init(jax.random.key(0), x, train=False))
+        variables = random_variables(nets["xla"], x, seed=0)
 
         def grads(net):
             def loss(params):
@@ -128,7 +129,7 @@ def test_precision_changes_nothing_on_a_cpu():
     for precision in ("default", "highest"):
         config.model.precision = precision
         net = train.create_model(config, None)
-        variables = net.init(jax.random.key(0), x, train=False)
+        variables = random_variables(net, x, seed=0)
 
         def loss(params):
             logits, _ = net.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"],

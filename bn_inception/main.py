@@ -13,14 +13,10 @@ from bn_inception import preemption
 
 preemption.install()  # first: a SIGTERM during the slow imports and compilation below also ends cleanly
 
-from bn_inception import console  # noqa: E402
-
-console.quiet_tensorflow_import(sys.argv)
-
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from bn_inception import distributed, mnist_experiment, train  # noqa: E402
+from bn_inception import console, distributed  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, TensorBoard events, config.json.")
@@ -81,6 +77,10 @@ def main(argv: list[str]) -> None:
         return
     if not FLAGS.workdir:
         raise ValueError("--workdir is required: the run directory for checkpoints, events and config.json.")
+    # TensorFlow (the input pipeline) only now: its 10 s import would otherwise delay --help and flag errors.
+    console.quiet_tensorflow_import(sys.argv)
+    from bn_inception import mnist_experiment, train
+
     distributed.initialize_from_flags()
     if FLAGS.config.get("experiment") == "mnist":
         mnist_experiment.run(FLAGS.config, FLAGS.workdir)

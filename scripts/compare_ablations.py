@@ -35,10 +35,6 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from bn_inception import console  # noqa: E402
-
-console.quiet_tensorflow_import(sys.argv)
-
 from bn_inception import events, figure3, provenance  # noqa: E402
 
 MOVING_AVERAGE_TAG = "eval_moving_average/top1_accuracy"

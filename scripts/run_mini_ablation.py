@@ -40,11 +40,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bn_inception import console  # noqa: E402
-
-console.quiet_tensorflow_import(sys.argv)
-
-from bn_inception import events, figure3, provenance  # noqa: E402
+from bn_inception import console, events, figure3, provenance  # noqa: E402
 
 import compare_ablations  # noqa: E402  (scripts/, this script's folder)
 

@@ -9,8 +9,15 @@ import pytest
 
 from tests.test_train import REPO, _env, _main_command
 
-# A line of absl / glog logging: level letter, date, time, thread, file:line] (W1128 02:17:16.913391 1401 f.py:108]).
-LOG_LINE = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S+:\d+\]")
+# A library's log line, in absl's format ("I1128 09:53:07.621822 1396 file.py:178]") or in the one TensorFlow's C++
+# writes before absl's logging is set up ("I0000 00:00:1795863057.054830 5355 cpu_feature_guard.cc:227]").
+LOG_LINE = re.compile(r"[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\]")
+
+
+def test_log_line_matches_both_formats_and_not_our_lines():
+    assert LOG_LINE.match("W1128 09:53:07.621822 139682999032704 imagenet2012_dataset_builder.py:178] ImageNet")
+    assert LOG_LINE.match("I0000 00:00:1795863057.054830    5355 cpu_feature_guard.cc:227] This TensorFlow binary")
+    assert not LOG_LINE.match("step 10: eval top-1 86.1%, top-5 100.0%, loss 0.391 (36 images, 3.0 s)")
 
 
 def run(*args):

@@ -18,14 +18,10 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from bn_inception import console  # noqa: E402
-
-console.quiet_tensorflow_import(sys.argv)
-
 import jax  # noqa: E402
 from absl import flags  # noqa: E402
 
-from bn_inception import distributed, evaluation  # noqa: E402
+from bn_inception import console, distributed  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("workdir", None, "Run directory; repeat the flag for an ensemble.")
@@ -84,10 +80,14 @@ def main(argv: list[str]) -> None:
         raise ValueError(f"Unexpected arguments: {argv[1:]}")
     if not FLAGS.workdir:
         raise ValueError("--workdir is required (repeat it for an ensemble).")
-    distributed.initialize_from_flags()
-    evaluation.check_batch_size(FLAGS.batch_size)
     if FLAGS.recalibrate_batches < 0:
         raise ValueError(f"--recalibrate_batches={FLAGS.recalibrate_batches}; expected 0 (off) or a positive number.")
+    # TensorFlow (the input pipeline) only now: its 10 s import would otherwise delay --help and flag errors.
+    console.quiet_tensorflow_import(sys.argv)
+    from bn_inception import evaluation
+
+    distributed.initialize_from_flags()
+    evaluation.check_batch_size(FLAGS.batch_size)
     members = [evaluation.load_member(w, FLAGS.step) for w in FLAGS.workdir]
     if FLAGS.recalibrate_batches:
         for member in members:

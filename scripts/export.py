@@ -19,16 +19,12 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from bn_inception import console  # noqa: E402
-
-console.quiet_tensorflow_import(sys.argv)
-
 import flax  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from absl import flags  # noqa: E402
 
-from bn_inception import checkpointing, evaluation, export, folding  # noqa: E402
+from bn_inception import console  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "The training run to export.")
@@ -51,6 +47,10 @@ def main(argv: list[str]) -> None:
         raise FileExistsError(f"--output={output} exists; choose another directory or pass --overwrite to replace it.")
     if FLAGS.recalibrate_batches < 0:
         raise ValueError(f"--recalibrate_batches={FLAGS.recalibrate_batches}; expected 0 (off) or a positive number.")
+    # TensorFlow (the input pipeline, the SavedModel) only now: its 10 s import would otherwise delay flag errors.
+    console.quiet_tensorflow_import(sys.argv)
+    from bn_inception import checkpointing, evaluation, export, folding
+
     names = export.read_class_names(pathlib.Path(FLAGS.class_names)) if FLAGS.class_names else {}
     config = checkpointing.load_workdir_config(pathlib.Path(FLAGS.workdir))
     folding.check_supported(config)

@@ -77,7 +77,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     )
     _require(
         config.model.get("precision", "default") in PRECISIONS,
-        f"model.precision={config.model.get('precision')!r}; expected 'default', 'high' or 'highest'.",
+        f"model.precision={config.model.get('precision')!r}; expected one of {PRECISIONS}.",
     )
     _require(0 <= config.model.dropout_rate < 1, f"model.dropout_rate={config.model.dropout_rate} must be in [0, 1).")
     _require(config.model.width_multiplier > 0, f"model.width_multiplier={config.model.width_multiplier} must be > 0.")

@@ -233,7 +233,7 @@ class BNInception(nn.Module):
 
     def _precision(self) -> str | None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision={self.precision!r}; expected 'default', 'high' or 'highest'.")
+            raise ValueError(f"precision={self.precision!r}; expected one of {PRECISIONS}.")
         return None if self.precision == "default" else self.precision  # None: jax's default, as configured
 
     def _conv_fn(self) -> Callable[..., jax.Array] | None:

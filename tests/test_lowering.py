@@ -138,5 +138,5 @@ def test_precision_changes_nothing_on_a_cpu():
 
         grads[precision] = jax.jit(jax.grad(loss))(variables["params"])
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), grads["default"], grads["highest"]))
-    with pytest.raises(ValueError, match="precision='tf32'; expected 'default', 'high' or 'highest'"):
+    with pytest.raises(ValueError, match=r"precision='tf32'; expected one of \('default', 'high', 'highest'\)"):
         models.BNInception(num_classes=5, width_multiplier=0.125, precision="tf32").init(jax.random.key(0), x, train=False)

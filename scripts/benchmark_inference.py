@@ -24,15 +24,13 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from bn_inception import console  # noqa: E402
 
-console.quiet_tensorflow_import(sys.argv)
-
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from bn_inception import export, folding, train  # noqa: E402
+from bn_inception import folding  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", str(pathlib.Path(__file__).resolve().parents[1] / "configs/bn_x30.py"),
@@ -61,6 +59,12 @@ def main(argv: list[str]) -> None:
         raise ValueError(f"--batch_sizes={FLAGS.batch_sizes}; expected positive integers.")
     config = FLAGS.config
     folding.check_supported(config)
+    # TensorFlow (input pipeline, SavedModel) only now: its 10 s import would otherwise delay flag errors.
+    console.quiet_tensorflow_import(sys.argv)
+    import tensorflow as tf
+
+    from bn_inception import export, train
+
     size = config.image_size
     model = train.create_model(config, None).clone(lowering="xla", dtype=jnp.float32)
     variables = model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False)
@@ -72,8 +76,6 @@ def main(argv: list[str]) -> None:
     folded = folding.fold_batch_norm(variables, config)
     bn_fn = jax.jit(lambda images: export.serving_function(model)(variables, images))
     folded_fn = jax.jit(lambda images: export.serving_function(folded_model)(folded, images))
-
-    import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as tmp:
         console.say("Writing the SavedModel ...")

@@ -15,8 +15,6 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from bn_inception import console  # noqa: E402
 
-console.quiet_tensorflow_import(sys.argv)
-
 FLAGS = flags.FLAGS
 flags.DEFINE_string("manual_dir", None, "Folder with ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar.", required=True)
 flags.DEFINE_string("data_dir", None, "Where tfds writes the prepared dataset (default: tfds' default).")
@@ -31,6 +29,7 @@ def main(argv: list[str]) -> None:
     missing = [name for name in REQUIRED if not (manual / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{manual} lacks {', '.join(missing)}: download them from image-net.org (ILSVRC2012).")
+    console.quiet_tensorflow_import(sys.argv)
     import tensorflow_datasets as tfds
 
     builder = tfds.builder("imagenet2012", data_dir=FLAGS.data_dir)

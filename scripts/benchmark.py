@@ -73,6 +73,8 @@ def main(argv: list[str]) -> None:
     config = FLAGS.config
     config_checks.validate(config)
     real = FLAGS.real_data and not config.synthetic_data
+    if real:  # the input pipeline is TensorFlow's: imported without its start-up lines
+        console.quiet_tensorflow_import(sys.argv)
     real_batches = train.config_train_batches(config) if real else None  # the data is checked here, before compiling
     device = jax.devices()[0]
     peak = FLAGS.peak_tflops or benchmarking.peak_tflops(device.device_kind, config.dtype)

@@ -76,12 +76,6 @@ def recalibrate(member: Member, num_batches: int) -> None:
     member.variables["batch_stats"] = batch_norm.population_statistics(moments, member.variables, reported())
 
 
-def check_batch_size(batch_size: int) -> None:
-    """Raises ValueError unless `batch_size` is a positive multiple of the device count."""
-    if batch_size < 1 or batch_size % jax.device_count():
-        raise ValueError(f"batch_size={batch_size} must be a positive multiple of the {jax.device_count()} devices.")
-
-
 def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dict[str, Any]:
     """Top-1/top-5 error of the members' averaged class probabilities (and of each crop's softmax)."""
     first = members[0].config
@@ -92,7 +86,7 @@ def evaluate_ensemble(members: list[Member], crops: int, batch_size: int) -> dic
         if m.class_names != members[0].class_names:
             raise ValueError(f"{m.workdir} was trained on the classes {m.class_names}, {members[0].workdir} on "
                              f"{members[0].class_names}: not one ensemble.")
-    check_batch_size(batch_size)
+    parallel.check_eval_batch_size(batch_size)
     source = input_pipeline.make_source(first, first.eval_split, jax.process_index(), jax.process_count(),
                                         block=batch_size // jax.process_count(), limit=first.num_eval_examples,
                                         classes=members[0].class_names)

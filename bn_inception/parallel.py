@@ -36,6 +36,12 @@ def check_batch_layout(global_batch: int, bn_group_size: int, num_devices: int, 
         )
 
 
+def check_eval_batch_size(batch_size: int, name: str = "batch_size") -> None:
+    """Raises ValueError unless an evaluation batch of `batch_size` splits evenly over all devices."""
+    if batch_size < 1 or batch_size % jax.device_count():
+        raise ValueError(f"{name}={batch_size} must be a positive multiple of the {jax.device_count()} devices.")
+
+
 @dataclasses.dataclass(frozen=True)
 class Runner:
     """Places batches and state on the devices and compiles steps, in `jit` or `pmap` mode."""
@@ -49,10 +55,7 @@ class Runner:
         if config.parallelism not in ("jit", "pmap"):
             raise ValueError(f"parallelism={config.parallelism!r}; expected 'jit' or 'pmap'.")
         check_batch_layout(config.global_batch_size, config.bn_group_size, jax.device_count(), jax.process_count())
-        if config.eval_batch_size < 1 or config.eval_batch_size % jax.device_count():
-            raise ValueError(
-                f"eval_batch_size={config.eval_batch_size} must be a positive multiple of the {jax.device_count()} devices."
-            )
+        check_eval_batch_size(config.eval_batch_size, "eval_batch_size")
         return cls.over_all_devices(config.parallelism)
 
     @classmethod

@@ -21,7 +21,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 from absl import flags  # noqa: E402
 
-from bn_inception import console, distributed  # noqa: E402
+from bn_inception import console, distributed, parallel  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("workdir", None, "Run directory; repeat the flag for an ensemble.")
@@ -82,12 +82,12 @@ def main(argv: list[str]) -> None:
         raise ValueError("--workdir is required (repeat it for an ensemble).")
     if FLAGS.recalibrate_batches < 0:
         raise ValueError(f"--recalibrate_batches={FLAGS.recalibrate_batches}; expected 0 (off) or a positive number.")
+    distributed.initialize_from_flags()
+    parallel.check_eval_batch_size(FLAGS.batch_size)
     # TensorFlow (the input pipeline) only now: its 10 s import would otherwise delay --help and flag errors.
     console.quiet_tensorflow_import(sys.argv)
     from bn_inception import evaluation
 
-    distributed.initialize_from_flags()
-    evaluation.check_batch_size(FLAGS.batch_size)
     members = [evaluation.load_member(w, FLAGS.step) for w in FLAGS.workdir]
     if FLAGS.recalibrate_batches:
         for member in members:

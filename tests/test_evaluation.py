@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from bn_inception import batch_norm, evaluation, photometric, preprocessing, train
 from tests.fixtures import write_image_folder
+from tests.test_benchmark import WITHOUT_TENSORFLOW
 from tests.test_console import LOG_LINE
 from tests.test_train import REPO, _env, tiny_config
 
@@ -157,9 +158,11 @@ def test_two_processes_of_four_devices_evaluate_like_one_of_eight(trained_run, t
 
 
 def test_evaluate_command_refuses_a_bad_batch_size_before_loading(trained_run, tmp_path):
+    # Before TensorFlow too (its import takes 10 s): the command is run with TensorFlow unimportable.
     workdir, _ = trained_run
-    result = subprocess.run([sys.executable, "scripts/evaluate.py", f"--workdir={workdir}", "--batch_size=12",
-                             f"--output={tmp_path / 'r.json'}"], cwd=REPO, env=_env(8), capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, "scripts/evaluate.py", f"--workdir={workdir}",
+                             "--batch_size=12", f"--output={tmp_path / 'r.json'}"],
+                            cwd=REPO, env=_env(8), capture_output=True, text=True)
     assert result.returncode != 0 and "batch_size=12 must be a positive multiple of the 8 devices" in result.stderr
     assert not (tmp_path / "r.json").exists()
 

@@ -274,6 +274,19 @@ def equal_steps_table(runs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_curves(runs: list[dict], path: pathlib.Path) -> None:
+    """Writes every evaluation of `runs` (as `load_run` returns them) to the CSV `path`, one row each."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["run", "seed", "step", "paper_step", "top1", "top5", "top1_moving_average"])
+        for run in runs:
+            top5, moving = dict(run["curve_top5"]), dict(run["curve_moving_average"])
+            for step, accuracy in run["curve"]:
+                writer.writerow([run["label"], run["seed"], step, step * run["batch"] // 32, f"{accuracy:.6f}",
+                                 f"{top5[step]:.6f}" if step in top5 else "",
+                                 f"{moving[step]:.6f}" if step in moving else ""])
+
+
 def write_outputs(runs: list[dict], output: pathlib.Path) -> list[dict]:
     """Writes figure2.png, figure3.md/.csv, figure3_runs.csv and curves.csv to `output`; returns the group rows."""
     import matplotlib
@@ -309,15 +322,7 @@ def write_outputs(runs: list[dict], output: pathlib.Path) -> list[dict]:
             writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(table)
-    with open(output / "curves.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["run", "seed", "step", "paper_step", "top1", "top5", "top1_moving_average"])
-        for run in runs:
-            top5, moving = dict(run["curve_top5"]), dict(run["curve_moving_average"])
-            for step, accuracy in run["curve"]:
-                writer.writerow([run["label"], run["seed"], step, step * run["batch"] // 32, f"{accuracy:.6f}",
-                                 f"{top5[step]:.6f}" if step in top5 else "",
-                                 f"{moving[step]:.6f}" if step in moving else ""])
+    write_curves(runs, output / "curves.csv")
     (output / "figure3.md").write_text("# Figure 3\n\n" + markdown_table(rows, notes)
                                        + "\n## Validation top-1 (%) at equal steps, mean over seeds\n\n"
                                        + equal_steps_table(runs))

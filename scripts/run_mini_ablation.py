@@ -22,7 +22,10 @@ recorded in their provenance.jsonl. A run stopped by a non-finite loss is record
 curves.csv, figures; small enough to commit) rewritten with every finished or diverged run each time one ends.
 A run recorded there as finished counts as done even where its workdir is gone, for the plan, the plateau
 rule and the report, so the same command on a new machine with the committed record continues with the
-runs that are not in it (an unfinished run's checkpoints are not in the record: it starts again).
+runs that are not in it (an unfinished run's checkpoints are not in the record: it starts again). While a
+run trains, DIR/unfinished_curves.csv holds its evaluations so far (rewritten every 10 minutes and when it
+stops; removed once the run is in the record), so a machine lost mid-run loses the run's training time but
+not what it had shown.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ NONFINITE = re.compile(r"Non-finite loss or gradient at step (\d+)")
 # 2-core CPU, 2026-11-26 (machines differ by 3x); used, and said to be assumed, until a measurement exists
 # (`measured_seconds_per_step`, then this invocation's).
 PRIOR_SECONDS_PER_STEP = 0.15
+# The --record folder's copy of the running run's evaluations, and how often it is rewritten.
+UNFINISHED = "unfinished_curves.csv"
+SNAPSHOT_SECONDS = 600
 
 
 def plan(only: list[str], max_seeds: int, first_seed: int = 0) -> list[tuple[str, int]]:
@@ -119,6 +125,29 @@ def write_record(record: pathlib.Path, recorded: dict[tuple[str, int], dict],
     compare_ablations.write_outputs(kept, record)
     print(f"Record: {record} now holds {len(kept)} finished runs (commit it to keep them).", flush=True)
     return _by_run(kept)
+
+
+def snapshot_unfinished(record: pathlib.Path, workdir: pathlib.Path) -> None:
+    """Writes the evaluations so far of the run in `workdir` to RECORD/unfinished_curves.csv (curves.csv's
+    columns; replaced whole, never left half-written); nothing before its first evaluation."""
+    run = compare_ablations.load_run(workdir)
+    if not run["curve"]:
+        return
+    record.mkdir(parents=True, exist_ok=True)
+    partial = record / (UNFINISHED + ".tmp")
+    compare_ablations.write_curves([run], partial)
+    partial.replace(record / UNFINISHED)
+
+
+def wait_snapshotting(process: subprocess.Popen, record: pathlib.Path | None, workdir: pathlib.Path,
+                      every_seconds: float = SNAPSHOT_SECONDS) -> int:
+    """Waits for `process` (training into `workdir`), snapshotting its evaluations into `record` (when given)
+    every `every_seconds`; returns its exit status."""
+    while True:
+        try:
+            return process.wait(timeout=every_seconds if record is not None else None)
+        except subprocess.TimeoutExpired:
+            snapshot_unfinished(record, workdir)
 
 
 def _by_run(runs: list[dict]) -> dict[tuple[str, int], dict]:
@@ -222,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.first_seed < 0:
         parser.error(f"--first_seed={args.first_seed}: expected a seed number >= 0")
     if args.record is not None and args.record.exists() and not (
-            args.record.is_dir() and (compare_ablations.is_report(args.record) or not any(args.record.iterdir()))):
+            args.record.is_dir() and (compare_ablations.is_report(args.record)
+                                      or not any(p.name != UNFINISHED for p in args.record.iterdir()))):
         parser.error(f"--record={args.record}: not a report folder (expected compare_ablations' figure3_runs.csv "
                      "and curves.csv there, or a new or empty folder)")
     try:
@@ -294,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             log.write(f"\n$ {' '.join(command)}\n")
             log.flush()
             _Child.process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-            returncode = _Child.process.wait()
+            returncode = wait_snapshotting(_Child.process, args.record, workdir)
             _Child.process = None
         wall = time.time() - began
         done = saved_step(workdir)
@@ -314,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{events.accuracy_summary(workdir)}", flush=True)
         if args.record is not None and (diverged or done >= steps):
             recorded = write_record(args.record, recorded, runs)
+            (args.record / UNFINISHED).unlink(missing_ok=True)
+        elif args.record is not None:
+            snapshot_unfinished(args.record, workdir)
         if _Child.stop:
             print("Stopped by SIGTERM; run the same command to continue.", flush=True)
             return 0

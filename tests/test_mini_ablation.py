@@ -180,3 +180,33 @@ def test_the_eta_starts_from_the_newest_runs_measured_speed(tmp_path):
     result = run(f"--runs={tmp_path}", "--dry_run", "--only=bn_x30", "--max_seeds=1", "--budget=6000")
     assert result.stdout.splitlines()[0].startswith("[ 1/1] bn_x30 seed 0: steps 0 -> 1500; protocol ETA 5m00s (log: ")
     assert run_mini_ablation.measured_seconds_per_step(tmp_path / "bn_x30") is None
+
+
+def test_a_running_runs_evaluations_are_kept_in_the_record_while_it_trains(tmp_path):
+    # A stand-in for the training process (0.5 s) and a run evaluated at steps 2 and 4 of 8: waiting on it
+    # snapshots the run's evaluations into the record, with the rows compare_ablations writes for that run.
+    workdir = write_run(tmp_path / "runs" / "inception" / "seed0", [(2, 0.3), (4, 0.5)], "inception", moving_average=0.25)
+    record = tmp_path / "docs" / "fig3_rX"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.5)"])
+    assert run_mini_ablation.wait_snapshotting(child, record, workdir, every_seconds=0.05) == 0
+    report = subprocess.run([sys.executable, "scripts/compare_ablations.py", str(workdir), f"--output={tmp_path / 'out'}"],
+                            cwd=REPO, capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr[-2000:]
+    snapshot = (record / run_mini_ablation.UNFINISHED).read_text()
+    assert snapshot == (tmp_path / "out" / "curves.csv").read_text()
+    assert [row["step"] for row in csv.DictReader(snapshot.splitlines())] == ["2", "4"]
+    assert sorted(p.name for p in record.iterdir()) == [run_mini_ablation.UNFINISHED]  # no temporary file left
+    # A record folder holding only that snapshot is still a record: the same command goes on with it.
+    result = run(f"--runs={tmp_path / 'runs'}", f"--record={record}", "--budget=8", "--dry_run", "--only=inception")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[0].startswith("[ 1/3] inception seed 0: steps 0 -> 8; protocol ETA ")
+
+
+def test_no_snapshot_before_the_first_evaluation_or_without_a_record(tmp_path):
+    workdir = tmp_path / "runs" / "inception" / "seed0"
+    workdir.mkdir(parents=True)
+    record = tmp_path / "record"
+    run_mini_ablation.snapshot_unfinished(record, workdir)
+    assert not record.exists()
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+    assert run_mini_ablation.wait_snapshotting(child, None, workdir, every_seconds=0.01) == 3

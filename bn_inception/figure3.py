@@ -13,6 +13,9 @@ TOP1_TAG = "eval/top1_accuracy"  # the curve: validation top-1 as the trainer lo
 DIVERGED = "diverged.txt"  # written in a run's workdir by scripts/run_mini_ablation.py for a non-finite loss
 PLATEAU_FRACTION = 0.2  # the plateau rule: the baseline's last 20% of steps...
 PLATEAU_POINTS = 0.5  # ...gains under 0.5 points of top-1, mean over its seeds.
+# Figure 3 at every accuracy (issue 34): steps to each level from 40% up, every 5 points, and the threshold.
+FIRST_LEVEL = 0.40
+LEVEL_SPACING = 0.05
 
 
 def best(curve: list[tuple[int, float]]) -> tuple[int, float]:
@@ -28,6 +31,13 @@ def threshold(baseline_curves: list[list[tuple[int, float]]]) -> float:
 def steps_to(curve: list[tuple[int, float]], threshold: float) -> int | None:
     """The first evaluated step whose accuracy is at or above `threshold` (None if never)."""
     return next((s for s, a in curve if a >= threshold), None)
+
+
+def levels(threshold: float) -> list[float]:
+    """The accuracy levels of Figure 3 at every accuracy: `FIRST_LEVEL`, then every `LEVEL_SPACING` below
+    `threshold`, then `threshold` itself (the paper's single level)."""
+    count = max(0, math.ceil(round((threshold - FIRST_LEVEL) / LEVEL_SPACING, 9)))
+    return [round(FIRST_LEVEL + i * LEVEL_SPACING, 9) for i in range(count)] + [threshold]
 
 
 def mean_band(curves: list[list[tuple[float, float]]]) -> tuple[list[float], list[float], list[float], list[float]]:

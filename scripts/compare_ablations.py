@@ -18,8 +18,14 @@ baseline's mean steps over the group's. Steps are also given in the paper's unit
 figure3.md's notes also say which source code the runs ran, where they recorded it (`provenance.jsonl`):
 runs compared in one figure should have run the same code.
 
+Figure 3 at every accuracy: the same measure at each level from 40% up to the threshold, every 5 points
+(`figure3.levels`), per seed, with each group's mean and range and its speed-up over Inception at that level
+(Inception's mean steps over the group's; the range from the group's slowest and fastest seed). It shows
+whether an ablation's advantage grows or shrinks as the target rises.
+
 Writes OUT/figure2.png (mean curve per group with its min-max band over seeds), OUT/figure3.md and
-OUT/figure3.csv (one row per group), OUT/figure3_runs.csv (one row per run, with what `load_report` needs:
+OUT/figure3.csv (one row per group), OUT/figure3_levels.csv (steps to each level, one row per run and level),
+OUT/speedup_by_accuracy.png (speed-up over Inception against the target accuracy), OUT/figure3_runs.csv (one row per run, with what `load_report` needs:
 batch, scale, diverged, the provenance lines' source, commit and start step) and OUT/curves.csv (every
 evaluation of every run, enough to redraw Figure 2). OUT may be one of the report folders read.
 """
@@ -202,9 +208,91 @@ def figure3_rows(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
     return rows, run_rows, notes
 
 
+def level_rows(runs: list[dict]) -> tuple[list[float], list[dict], list[dict]]:
+    """(the levels, one row per group and level, one row per run and level) of Figure 3 at every accuracy
+    (module docstring); no levels without a baseline curve. Steps are the runs' own, as in Figure 3's table;
+    speed-ups compare steps of 32 examples, so that runs of different batches compare."""
+    baseline = [r["curve"] for r in runs if r["label"] == figure3.BASELINE and r["curve"]]
+    if not baseline:
+        return [], [], []
+    levels = figure3.levels(figure3.threshold(baseline))
+    run_rows = []
+    for run in runs:
+        if not run["curve"]:
+            continue
+        for level in levels:
+            steps = figure3.steps_to(run["curve"], level)
+            run_rows.append({"run": run["label"], "seed": run["seed"], "level": level, "steps": steps,
+                             "paper_steps": None if steps is None else steps * run["batch"] / 32})
+    group_rows = []
+    for label, members in group_runs(runs).items():
+        seeds = sum(bool(r["curve"]) for r in members)
+        for level in levels:
+            reached = [r for r in run_rows if r["run"] == label and r["level"] == level and r["steps"] is not None]
+            base = [r["paper_steps"] for r in run_rows if r["run"] == figure3.BASELINE and r["level"] == level
+                    and r["steps"] is not None]
+            row = {"run": label, "level": level, "seeds": seeds, "reached": len(reached)}
+            row["steps"], row["steps_min"], row["steps_max"] = _stats([r["steps"] for r in reached])
+            if reached and base:
+                mean_base, paper = statistics.fmean(base), [r["paper_steps"] for r in reached]
+                row.update(speedup=mean_base / statistics.fmean(paper), speedup_min=mean_base / max(paper),
+                           speedup_max=mean_base / min(paper))
+            group_rows.append(row)
+    return levels, group_rows, run_rows
+
+
+def level_tables(levels: list[float], group_rows: list[dict]) -> str:
+    """Markdown: steps to each level, mean (range) and seeds that reached it, then the
+    speed-up over Inception at each level, mean (slowest-fastest seed)."""
+    header = " | ".join(f"{100 * level:.4g}%" for level in levels)
+    steps = ["| run | " + header + " |", "|" + "---|" * (len(levels) + 1)]
+    speedups = list(steps)
+    for label in dict.fromkeys(r["run"] for r in group_rows):
+        mine = [r for r in group_rows if r["run"] == label]
+        cells = [(f"{_fmt(r['steps'])}" + (f" ({_fmt(r['steps_min'])}-{_fmt(r['steps_max'])})"
+                                            if r["steps_min"] != r["steps_max"] else "")
+                  + f" {r['reached']}/{r['seeds']}") if r["reached"] else f"- 0/{r['seeds']}" for r in mine]
+        steps.append(f"| {label} | " + " | ".join(cells) + " |")
+        cells = [f"{r['speedup']:.2f}x ({r['speedup_min']:.2f}-{r['speedup_max']:.2f})" if r.get("speedup") else "-"
+                 for r in mine]
+        speedups.append(f"| {label} | " + " | ".join(cells) + " |")
+    return ("Steps to each validation top-1 level (the last is the threshold): mean over the seeds that reached it "
+            "(range), seeds that reached it.\n\n" + "\n".join(steps)
+            + "\n\nSpeed-up over Inception at each level: Inception's mean steps over the group's, in steps of 32 "
+            "examples (slowest-fastest seed).\n\n" + "\n".join(speedups) + "\n")
+
+
+def plot_speedups(levels: list[float], group_rows: list[dict], path: pathlib.Path) -> None:
+    """Speed-up over Inception against the target accuracy, a line per group with its seeds' range."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label in dict.fromkeys(r["run"] for r in group_rows):
+        mine = [r for r in group_rows if r["run"] == label and r.get("speedup")]
+        if label == figure3.BASELINE or not mine:
+            continue
+        x = [100 * r["level"] for r in mine]
+        y = [r["speedup"] for r in mine]
+        errors = [[r["speedup"] - r["speedup_min"] for r in mine], [r["speedup_max"] - r["speedup"] for r in mine]]
+        ax.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=label)
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="Inception (1x)")
+    ax.axvline(100 * levels[-1], color="grey", linestyle=":", linewidth=1, label="threshold (Inception's max)")
+    ax.set_yscale("log")
+    ax.set(xlabel="target validation top-1 accuracy (%)", ylabel="speed-up over Inception (steps to the target)",
+           title="Figure 3 at every accuracy: mean over seeds, bars = slowest-fastest seed")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 GROUP_COLUMNS = ["run", "seeds", "steps_to_baseline_best", "steps_to_baseline_best_min", "steps_to_baseline_best_max",
                  "paper_steps_to_baseline_best", "reached", "speedup", "max_accuracy", "max_accuracy_min",
                  "max_accuracy_max", "step_of_max", "diverged", "paper_steps_to_72.2", "paper_max_accuracy", "scale"]
+LEVEL_COLUMNS = ["run", "seed", "level", "steps", "paper_steps"]
 RUN_COLUMNS = ["run", "seed", "steps_to_baseline_best", "paper_steps_to_baseline_best", "max_accuracy", "step_of_max",
                "last_step", "diverged", "dir", "batch", "scale", "provenance"]
 
@@ -218,7 +306,7 @@ def _fmt(value, percent: bool = False) -> str:
         return f"{value:.3g}"
     if isinstance(value, float):
         return f"{value:,.0f}" if value >= 100 or value.is_integer() else f"{value:.1f}"
-    return str(value)
+    return f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def _range(row: dict, key: str, percent: bool = False) -> str:
@@ -323,7 +411,16 @@ def write_outputs(runs: list[dict], output: pathlib.Path) -> list[dict]:
             writer.writeheader()
             writer.writerows(table)
     write_curves(runs, output / "curves.csv")
-    (output / "figure3.md").write_text("# Figure 3\n\n" + markdown_table(rows, notes)
+    levels, level_groups, level_runs = level_rows(runs)
+    with open(output / "figure3_levels.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LEVEL_COLUMNS)
+        writer.writeheader()
+        writer.writerows(level_runs)
+    sweep = ""
+    if levels:
+        plot_speedups(levels, level_groups, output / "speedup_by_accuracy.png")
+        sweep = "\n## Figure 3 at every accuracy\n\n" + level_tables(levels, level_groups)
+    (output / "figure3.md").write_text("# Figure 3\n\n" + markdown_table(rows, notes) + sweep
                                        + "\n## Validation top-1 (%) at equal steps, mean over seeds\n\n"
                                        + equal_steps_table(runs))
     return rows
@@ -346,8 +443,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(str(error))
     write_outputs(latest_runs(runs), args.output)
     print((args.output / "figure3.md").read_text())
-    print(f"Figures and tables written to {args.output}/ (figure2.png, figure3.md, figure3.csv, figure3_runs.csv, "
-          "curves.csv).")
+    print(f"Figures and tables written to {args.output}/ (figure2.png, speedup_by_accuracy.png, figure3.md, "
+          "figure3.csv, figure3_levels.csv, figure3_runs.csv, curves.csv).")
 
 
 if __name__ == "__main__":

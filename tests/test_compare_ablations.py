@@ -164,3 +164,44 @@ def test_curves_summary_names_final_and_best_with_the_earliest_step_on_ties():
                                                  "step 200, top-5 95.0% at step 300")
     assert events.curves_summary(top1, []) == "final eval top-1 50.0% (step 400); best top-1 56.1% at step 200"
     assert events.curves_summary([], top5) == "no evaluation yet"
+
+
+def test_figure3_at_every_accuracy_gives_the_known_crossings(tmp_path):
+    # Inception seeds cross 40% at steps 100 and 300, and reach their maxima 0.62 and 0.58: threshold 0.60,
+    # levels 40%, 45%, 50%, 55%, 60%. bn_x30 (batch 64: each step is 2 steps of 32) seed 1 never reaches 55%.
+    # (No accuracy equals a level: event files hold float32, in which 0.45 is just below 0.45.)
+    runs = [
+        write_run(tmp_path / "i0", [(100, 0.41), (200, 0.46), (300, 0.52), (400, 0.62)], "inception", seed=0),
+        write_run(tmp_path / "i1", [(100, 0.30), (200, 0.39), (300, 0.451), (400, 0.58)], "inception", seed=1),
+        write_run(tmp_path / "x0", [(50, 0.401), (100, 0.56), (150, 0.61)], "bn_x30", batch=64, seed=0),
+        write_run(tmp_path / "x1", [(50, 0.35), (100, 0.501), (150, 0.53)], "bn_x30", batch=64, seed=1),
+    ]
+    result = subprocess.run(
+        [sys.executable, "scripts/compare_ablations.py", *map(str, runs), f"--output={tmp_path / 'out'}"],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    steps = {(r["run"], r["seed"], round(float(r["level"]), 4)): r["steps"]
+             for r in csv.DictReader(open(tmp_path / "out" / "figure3_levels.csv"))}
+    expected = {  # level: (inception 0, inception 1, bn_x30 0, bn_x30 1), "" for never
+        0.40: ("100", "300", "50", "100"), 0.45: ("200", "300", "100", "100"), 0.50: ("300", "400", "100", "100"),
+        0.55: ("400", "400", "100", ""), 0.60: ("400", "", "150", "")}
+    assert len(steps) == 4 * len(expected)
+    for level, per_run in expected.items():
+        assert tuple(steps[key, str(seed), level] for key, seed in (("inception", 0), ("inception", 1), ("bn_x30", 0),
+                                                                     ("bn_x30", 1))) == per_run
+    groups, runs_by_level = compare_ablations.level_rows(
+        [compare_ablations.load_run(r) for r in runs])[1:]
+    by = {(r["run"], round(r["level"], 4)): r for r in groups}
+    # 40%: Inception 200 steps of 32 on average; bn_x30 (100 + 200) / 2 = 150 -> 1.33x (2.0x fastest, 1.0x slowest).
+    assert by["bn_x30", 0.40]["speedup"] == pytest.approx(200 / 150)
+    assert (by["bn_x30", 0.40]["speedup_min"], by["bn_x30", 0.40]["speedup_max"]) == pytest.approx((1.0, 2.0))
+    # 55%: one bn_x30 seed reached it (step 100 = 200 of 32) against Inception's 400 (batch 32): 2x, 1 of 2 seeds.
+    assert by["bn_x30", 0.55]["speedup"] == pytest.approx(2.0) and by["bn_x30", 0.55]["reached"] == 1
+    # 60% (the threshold): one Inception seed reached it (400), one bn_x30 seed (step 150 = 300 of 32).
+    assert by["inception", 0.60]["reached"] == 1 and by["bn_x30", 0.60]["speedup"] == pytest.approx(400 / 300)
+    table = (tmp_path / "out" / "figure3.md").read_text()
+    assert "| run | 40% | 45% | 50% | 55% | 60% |" in table
+    assert "| bn_x30 | 75 (50-100) 2/2 | 100 2/2 | 100 2/2 | 100 1/2 | 150 1/2 |" in table
+    assert "| bn_x30 | 1.33x (1.00-2.00) |" in table
+    assert (tmp_path / "out" / "speedup_by_accuracy.png").stat().st_size > 10_000

@@ -26,8 +26,8 @@ import numpy as np
 import optax
 
 from bn_inception import (
-    batch_norm, checkpointing, config_checks, console, metrics, models, optim, parallel, photometric, preemption,
-    provenance, synthetic_data,
+    batch_norm, checkpointing, config_checks, console, gradient_stats, metrics, models, optim, parallel, photometric,
+    preemption, provenance, synthetic_data,
 )
 
 
@@ -137,29 +137,50 @@ def setup(config: ml_collections.ConfigDict, num_train_examples: int, bn_axis_na
     return Setup(config, model, tx, schedule, steps_per_epoch, num_steps)
 
 
-def train_step(
-    state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module, tx: optax.GradientTransformation,
-    schedule: optax.Schedule, dropout_key: jax.Array, polyak_decay: float, axis_name: str | None,
-    skip_nonfinite: bool = False,
-) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One SGD step on the global batch (under pmap: this device's share, reduced over `axis_name`).
+def dropout_key(config: ml_collections.ConfigDict) -> jax.Array:
+    """The key every training step's dropout key is folded from (`step_rng`)."""
+    return jax.random.key(config.seed + 1)
 
-    `metrics["nonfinite"]` is 1 when the loss or the gradient is not finite; with `skip_nonfinite` such a
-    step leaves weights, statistics and optimiser state unchanged (the step counter still advances).
-    """
-    rng = jax.random.fold_in(dropout_key, state.step)
+
+def step_rng(dropout_key: jax.Array, step: jax.Array, axis_name: str | None) -> jax.Array:
+    """The dropout key of a training step (and, under pmap, of this device)."""
+    rng = jax.random.fold_in(dropout_key, step)
     if axis_name is not None:
         rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+    return rng
+
+
+def loss_and_grads(
+    params: Any, batch_stats: Any, batch: dict[str, jax.Array], *, model: nn.Module, rng: jax.Array
+) -> tuple[tuple[jax.Array, tuple[jax.Array, Any]], Any]:
+    """((mean cross-entropy, (logits, updated BN moving averages)), gradient w.r.t. `params`) of a training
+    forward pass on `batch` (this device's share under pmap)."""
 
     def loss_fn(params):
         logits, updates = model.apply(
-            {"params": params, "batch_stats": state.batch_stats}, photometric.model_inputs(batch), train=True,
+            {"params": params, "batch_stats": batch_stats}, photometric.model_inputs(batch), train=True,
             mutable=["batch_stats"], rngs={"dropout": rng},
         )
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
         return loss, (logits, updates.get("batch_stats", {}))
 
-    (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+
+def train_step(
+    state: TrainState, batch: dict[str, jax.Array], *, model: nn.Module, tx: optax.GradientTransformation,
+    schedule: optax.Schedule, dropout_key: jax.Array, polyak_decay: float, axis_name: str | None,
+    skip_nonfinite: bool = False, stage_scalars: bool = False,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One SGD step on the global batch (under pmap: this device's share, reduced over `axis_name`).
+
+    `metrics["nonfinite"]` is 1 when the loss or the gradient is not finite; with `skip_nonfinite` such a
+    step leaves weights, statistics and optimiser state unchanged (the step counter still advances).
+    `stage_scalars` adds `gradient_stats.stage_scalars` (relative gradient, kernel norm and angular update
+    per stage) to the metrics.
+    """
+    rng = step_rng(dropout_key, state.step, axis_name)
+    (loss, (logits, batch_stats)), grads = loss_and_grads(state.params, state.batch_stats, batch, model=model, rng=rng)
     metrics = {"loss": loss, "top1_accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
     if axis_name is not None:
         grads, metrics, batch_stats = jax.lax.pmean((grads, metrics, batch_stats), axis_name)
@@ -170,6 +191,8 @@ def train_step(
         ema_params = optax.incremental_update(params, ema_params, 1.0 - polyak_decay)
     metrics["grad_norm"] = optax.global_norm(grads)
     metrics["learning_rate"] = schedule(state.step)
+    if stage_scalars:
+        metrics |= gradient_stats.stage_scalars(state.params, params, grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(metrics["grad_norm"])
     metrics["nonfinite"] = 1.0 - finite.astype(jnp.float32)
     new_state = TrainState(state.step + 1, params, batch_stats, opt_state, ema_params)
@@ -237,8 +260,9 @@ def step_functions(built: Setup, runner: parallel.Runner) -> tuple[Callable[...,
     p_train = runner.compile_step(
         functools.partial(
             train_step, model=built.model, tx=built.tx, schedule=built.schedule,
-            dropout_key=jax.random.key(config.seed + 1), polyak_decay=config.polyak_decay,
+            dropout_key=dropout_key(config), polyak_decay=config.polyak_decay,
             axis_name=runner.axis_name, skip_nonfinite=config.skip_nonfinite_steps,
+            stage_scalars=config.log_stage_scalars,
         ),
         donate_state=True,
     )

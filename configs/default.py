@@ -140,6 +140,10 @@ def get_config(arg_string: str | None = None) -> ml_collections.ConfigDict:
     # nothing decoded again). Off by default: ImageNet's 50,000 at 224px would take 7.5 GB.
     c.eval_cache = False
     c.skip_nonfinite_steps = False  # False: a non-finite loss/gradient stops the run; True: skip and count.
+    # choice: log section 3.3's mechanism per stage (stem, 3x, 4x, 5x, classifier) at log steps:
+    # train/grad_to_weight/*, train/weight_norm/*, train/angular_update/* (bn_inception/gradient_stats.py).
+    # The same weights either way (tests/test_gradient_stats.py); False leaves the step as it was.
+    c.log_stage_scalars = True
     c.allow_config_change = False  # True: resume a workdir whose saved config differs from this one.
     c.allow_restart_from_scratch = False  # True: start again from step 0 where every checkpoint was set aside.
 

@@ -94,6 +94,10 @@ def test_no_device_to_host_transfer_between_sync_points(image_folder, tmp_path, 
     train.train_and_evaluate(config, str(tmp_path / "lean"))
     assert timeline.count("step") == 6
     assert host_sync_log.steps_followed_by_fetches(timeline) == [3, 6]
+    # ...with section 3.3's stage scalars on (configs/default.py), written at the log steps only.
+    assert config.log_stage_scalars
+    logged = events.read_scalars(tmp_path / "lean")
+    assert [s for s, _ in logged["train/angular_update/3x"]] == [s for s, _ in logged["train/loss"]] == [3, 6]
 
     # The count sees a per-step fetch (here hidden in the stop check).
     monkeypatch.setattr(preemption, "requested", lambda: bool(np.asarray(jnp.zeros(()))))

@@ -1,0 +1,69 @@
+"""scripts/gradient_profile.py as a user runs it, against a direct jax.grad of a tiny network's loss."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import optax
+
+from bn_inception import photometric, synthetic_data, train
+from configs import bn_x5
+from tests.test_train import REPO
+
+
+def test_the_profile_of_a_tiny_network_matches_a_direct_gradient(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "scripts/gradient_profile.py", "--config=configs/bn_x5.py:tiny,synthetic", "--steps=2",
+         f"--output={tmp_path}"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    profile = json.loads((tmp_path / "profile.json").read_text())
+    assert (tmp_path / "profile.png").stat().st_size > 20_000
+    assert "||g||/||W|| at init" in result.stdout and result.stdout.splitlines()[-2].startswith("classifier")
+
+    # The same network, batch and dropout key, differentiated directly (no code of the trainer's step).
+    config = bn_x5.get_config("tiny,synthetic")
+    model = train.create_model(config, None)
+    params = model.init(jax.random.key(config.seed), np.zeros((1, config.image_size, config.image_size, 3)),
+                        train=False)
+    batch = next(synthetic_data.synthetic_batches(config.image_size, config.num_classes, config.global_batch_size,
+                                                  config.seed))
+    rng = jax.random.fold_in(jax.random.key(config.seed + 1), 0)
+
+    def loss(p):
+        logits, _ = model.apply({"params": p, "batch_stats": params["batch_stats"]}, photometric.model_inputs(batch),
+                                train=True, mutable=["batch_stats"], rngs={"dropout": rng})
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+
+    grads = jax.grad(loss)(params["params"])
+    lr = config.base_learning_rate * config.global_batch_size / 32
+    assert len(profile["layers"]) == 31 and profile["layers"][0] == "stem_7x7_depthwise"
+    for i, name in enumerate(profile["layers"]):
+        path = tuple(name.split("/"))
+        path = path + ("kernel",) if path[0] in ("stem_7x7_depthwise", "classifier") else path + ("Conv_0", "kernel")
+        w, g = (np.asarray(_leaf(tree, path), np.float64) for tree in (params["params"], grads))
+        norm = np.linalg.norm(w)
+        np.testing.assert_allclose(profile["weight_norm"][0][i], norm, rtol=1e-5)
+        np.testing.assert_allclose(profile["grad_to_weight"][0][i], np.linalg.norm(g) / norm, rtol=1e-3)
+        # The first step of SGD with momentum from a zero trace: W_1 - W_0 = -lr (g + weight_decay W_0).
+        np.testing.assert_allclose(profile["angular_update"][0][i],
+                                   lr * np.linalg.norm(g + config.weight_decay * w) / norm, rtol=1e-3)
+    assert len(profile["weight_norm"]) == 3 and len(profile["angular_update"]) == 2
+
+
+def _leaf(tree, path):
+    for key in path:
+        tree = tree[key]
+    return tree
+
+
+def test_bad_flags_are_one_line_before_anything_is_computed(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "scripts/gradient_profile.py", "--config=configs/bn_x5.py:tiny,synthetic",
+         f"--compare={tmp_path / 'nothing'}"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"--compare={tmp_path / 'nothing'}: no profile.json there" in result.stderr
+    result = subprocess.run([sys.executable, "scripts/gradient_profile.py", "--config=configs/bn_x5.py:tiny",
+                             "--steps=0"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "steps" in result.stderr and len(result.stderr.strip().splitlines()) == 1

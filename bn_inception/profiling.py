@@ -1,6 +1,6 @@
 """Where a device step's time goes: the kernels of a `jax.profiler` trace, summed per step and by kind.
 
-Used by `scripts/profile_step.py`. A trace (the Perfetto JSON that `jax.profiler.trace(...,
+Used by `scripts/dev/profile_step.py`. A trace (the Perfetto JSON that `jax.profiler.trace(...,
 create_perfetto_trace=True)` writes) holds, for a GPU, one timeline per CUDA stream of the device process
 ("/device:GPU:0"), each event a kernel or a memory copy. From the kernels of `steps` traced steps this
 module gives the device's busy time per step (the union of the kernels' intervals over all streams, so

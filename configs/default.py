@@ -177,7 +177,7 @@ def apply_scale_args(c: ml_collections.ConfigDict, args: dict[str, str]) -> None
         c.model.bn_momentum = 0.99  # choice: 0.9997 would not settle within a few thousand steps.
         # Choice: full float32 on every device, so that a protocol run computes the same function on a GPU
         # as on a CPU (one H200 step at the default precision: parameters' change 0.37 from the CPU's, 3e-3
-        # at highest; scripts/check_device.py). Free where it matters: 5.4 ms a step against 5.55 on an H200
+        # at highest; scripts/dev/check_device.py). Free where it matters: 5.4 ms a step against 5.55 on an H200
         # (2026-11-28, the step waits on kernel launches, README "On a GPU"); a CPU computes float32 anyway.
         c.model.precision = "highest"
         # Choice: Algorithm 2 before every evaluation (20 batches = 40 groups of 32): no moving-average lag.

@@ -165,7 +165,7 @@ def trend_line(curves: list[list[tuple[int, float]]]) -> str | None:
     return ("Late trend per seed (a straight line through its last 20% of evaluations; points per tenth of the run, "
             "standard error): " + ", ".join("n/a" if math.isnan(slope) else f"{slope:+.2f} ({error:.2f})"
                                             for slope, error, _ in trends)
-            + ". A slope several standard errors above zero: still rising (scripts/plateau_trend.py).")
+            + ". A slope several standard errors above zero: still rising (scripts/dev/plateau_trend.py).")
 
 
 def done_in_workdir(workdir: pathlib.Path, steps: int) -> bool:

@@ -99,7 +99,7 @@ def test_check_device_compares_two_lowerings_and_fails_over_tolerance():
     # and the reference the CPU lowering's: two code paths of one function, equal up to float32 rounding.
     # Tolerance 0 turns that rounding into a failure: exit 1 and the verdict line.
     result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TENSORFLOW, "scripts/check_device.py", "--config=configs/bn_x30.py:tiny,synthetic",
+        [sys.executable, "-c", WITHOUT_TENSORFLOW, "scripts/dev/check_device.py", "--config=configs/bn_x30.py:tiny,synthetic",
          "--config.model.lowering=xla", "--config.num_classes=10", "--config.model.width_multiplier=0.0625", "--tolerance=0"],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600,
     )
@@ -143,7 +143,7 @@ def test_utilisation_is_achieved_over_peak():
 
 
 def test_accelerator_figures_rejects_unknown_measurement_before_running(tmp_path):
-    result = subprocess.run(["bash", "scripts/accelerator_figures.sh", str(tmp_path / "out"), "check_device", "full_bf16"],
+    result = subprocess.run(["bash", "scripts/dev/accelerator_figures.sh", str(tmp_path / "out"), "check_device", "full_bf16"],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "Unknown measurement 'full_bf16'" in result.stderr and "full_bf16_b256" in result.stderr
     assert not (tmp_path / "out").exists() and result.stdout == ""

@@ -57,7 +57,7 @@ def test_crc32c_check_value():
 
 
 def test_the_commands_that_only_read_runs_do_not_import_tensorflow():
-    code = ("import sys; sys.path.insert(0, 'scripts'); import compare_ablations, run_mini_ablation, step_times, "
+    code = ("import sys; sys.path[:0] = ['scripts', 'scripts/dev']; import compare_ablations, run_mini_ablation, step_times, "
             "plateau_trend; print(sorted(m for m in ('tensorflow', 'jax') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -49,7 +49,7 @@ def test_toy_imagenet_builds_and_reads_back_with_the_right_labels(shared_data, t
     assert sum(b["mask"].sum() for b in evals) == 100 and len(evals) == 7
 
     benchmark = subprocess.run(
-        [sys.executable, "scripts/benchmark_input.py", f"--images={shared_data / 'imagenet_val_head'}",
+        [sys.executable, "scripts/dev/benchmark_input.py", f"--images={shared_data / 'imagenet_val_head'}",
          f"--tfds_data_dir={tmp_path / 'tfds'}", "--num_images=40", "--image_size=64", "--device_batch=8",
          f"--output={tmp_path / 'input.json'}"],
         cwd=REPO, capture_output=True, text=True,

@@ -129,7 +129,7 @@ def test_the_plateau_line_comes_with_each_seeds_late_trend(tmp_path):
     error = f"{math.sqrt(0.18 / 1.25):.2f}"
     assert lines[4] == ("Late trend per seed (a straight line through its last 20% of evaluations; points per tenth of "
                         f"the run, standard error): +1.00 ({error}), +1.00 ({error}), +1.00 ({error}). A slope several "
-                        "standard errors above zero: still rising (scripts/plateau_trend.py).")
+                        "standard errors above zero: still rising (scripts/dev/plateau_trend.py).")
 
 
 def test_a_record_carries_finished_runs_to_a_machine_without_their_workdirs(tmp_path):

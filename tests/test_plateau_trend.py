@@ -1,4 +1,4 @@
-"""The late trend of a baseline curve (figure3.late_trend) and scripts/plateau_trend.py on known curves."""
+"""The late trend of a baseline curve (figure3.late_trend) and scripts/dev/plateau_trend.py on known curves."""
 
 import csv
 import math
@@ -44,7 +44,7 @@ def write_curves(path, curves):
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "scripts/plateau_trend.py", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "scripts/dev/plateau_trend.py", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True)
 
 
@@ -93,7 +93,7 @@ def test_mean_band_is_the_mean_min_and_max_over_the_curves_evaluated_at_each_ste
 
 
 def test_the_plot_draws_each_files_curve_late_gains_and_slopes(tmp_path, monkeypatch):
-    sys.path.insert(0, str(REPO / "scripts"))
+    sys.path.insert(0, str(REPO / "scripts" / "dev"))
     import plateau_trend
     from matplotlib.figure import Figure
 

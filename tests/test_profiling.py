@@ -98,7 +98,7 @@ def test_profile_step_on_a_cpu_says_why_in_one_line_before_compiling(tmp_path):
     # Without TensorFlow, as on the GPU image: the flags and config parse, then the device is refused.
     output = tmp_path / "profile.json"
     result = subprocess.run(
-        [sys.executable, "-c", WITHOUT_TENSORFLOW, "scripts/profile_step.py", "--config=configs/bn_x30.py:tiny,synthetic",
+        [sys.executable, "-c", WITHOUT_TENSORFLOW, "scripts/dev/profile_step.py", "--config=configs/bn_x30.py:tiny,synthetic",
          f"--output={output}"],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600,
     )
@@ -112,7 +112,7 @@ def test_profile_step_on_a_cpu_says_why_in_one_line_before_compiling(tmp_path):
 def test_profile_step_refuses_an_output_folder_that_does_not_exist(tmp_path):
     output = tmp_path / "absent" / "profile.json"
     result = subprocess.run(
-        [sys.executable, "scripts/profile_step.py", "--config=configs/bn_x30.py:tiny,synthetic", f"--output={output}"],
+        [sys.executable, "scripts/dev/profile_step.py", "--config=configs/bn_x30.py:tiny,synthetic", f"--output={output}"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 1

@@ -1,4 +1,4 @@
-"""scripts/step_times.py on event files with known wall times."""
+"""scripts/dev/step_times.py on event files with known wall times."""
 
 import pathlib
 import subprocess
@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from bn_inception import events
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scripts" / "dev"))
 
 import step_times  # noqa: E402
 
@@ -50,7 +50,7 @@ def test_interval_report_counts_known_intervals(run_dir):
 
 
 def test_the_command_prints_one_line_per_process_and_refuses_bad_input(run_dir):
-    command = [sys.executable, "scripts/step_times.py", str(run_dir)]
+    command = [sys.executable, "scripts/dev/step_times.py", str(run_dir)]
     out = subprocess.run(command + ["--steps_per_epoch=120"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == [
         f"{run_dir}, one line per process (event file):",
@@ -63,6 +63,6 @@ def test_the_command_prints_one_line_per_process_and_refuses_bad_input(run_dir):
 
 def test_a_process_of_pauses_only_gets_a_line(tmp_path):
     write_events(tmp_path / "events.out.tfevents.1.host.1.v2", [(0, 0.0), (50, 1000.0)])
-    out = subprocess.run([sys.executable, "scripts/step_times.py", str(tmp_path), "--steps_per_epoch=120"],
+    out = subprocess.run([sys.executable, "scripts/dev/step_times.py", str(tmp_path), "--steps_per_epoch=120"],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[1] == "  steps 0-50: every interval is a pause (over 300 s)."

@@ -1,6 +1,6 @@
 r"""Where a config's training step spends its time on a GPU: its kernels, by kind, by layer and by name.
 
-  python scripts/profile_step.py --config=configs/bn_x30.py:synthetic [--config.key=value ...] \
+  python scripts/dev/profile_step.py --config=configs/bn_x30.py:synthetic [--config.key=value ...] \
       [--steps=10] [--timed_steps=100] [--warmup_steps=30] [--top=12] [--trace_dir=DIR] [--output=profile.json]
 
 Compiles the training step on a synthetic batch, times `timed_steps` steps, then traces `steps` more with
@@ -18,7 +18,7 @@ import pathlib
 import sys
 import tempfile
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import jax  # noqa: E402
 from absl import app, flags  # noqa: E402

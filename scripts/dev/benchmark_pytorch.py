@@ -1,7 +1,7 @@
 """The CPU peer for scripts/benchmark.py: the same BN-Inception in PyTorch, timed the same way.
 
   pip install torch  # not a dependency of the project; only this comparison needs it
-  python scripts/benchmark_pytorch.py [--batch_size=32] [--image_size=224] [--steps=10] [--threads=0]
+  python scripts/dev/benchmark_pytorch.py [--batch_size=32] [--image_size=224] [--steps=10] [--threads=0]
 
 Builds the network from our `INCEPTION_BLOCKS` table (separable stem, BN before every ReLU, per-branch
 widths), trains it with SGD + momentum + weight decay on a fixed random batch in float32, and prints
@@ -13,7 +13,7 @@ import pathlib
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402

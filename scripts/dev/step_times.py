@@ -1,6 +1,6 @@
 """Where a run's wall time went: the time between its logged steps, and which intervals ran slow.
 
-  python scripts/step_times.py RUN_DIR [RUN_DIR ...] --steps_per_epoch=147 [--slow_s=4] [--pause_s=300]
+  python scripts/dev/step_times.py RUN_DIR [RUN_DIR ...] --steps_per_epoch=147 [--slow_s=4] [--pause_s=300]
 
 Reads the wall times of `train/loss` (written every `log_every_steps`) and reports each process's event
 file on its own line (a resumed run has one per process; the time between processes is not counted). An
@@ -17,7 +17,7 @@ import pathlib
 import statistics
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 from bn_inception import events  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Training-input throughput: host preprocessing per CPU core, the whole pipeline, and the device's part.
 
-  python scripts/benchmark_input.py [--images=../shared/data/imagenet_val_head] [--tfds_data_dir=DIR]
+  python scripts/dev/benchmark_input.py [--images=../shared/data/imagenet_val_head] [--tfds_data_dir=DIR]
       [--num_images=2000] [--image_size=224] [--device_batch=256] [--output=input_benchmark.json]
 
 Host rows, on the JPEG files of a folder and, with --tfds_data_dir, on a prepared tfds imagenet2012 train
@@ -18,7 +18,7 @@ import resource
 import sys
 import time
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 from bn_inception import console  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Whether the Inception baseline was still learning at the end of its run, revision by revision.
 
-  python scripts/plateau_trend.py docs/fig3_r2_inception_curves.csv docs/fig3_r3_inception_curves.csv \
+  python scripts/dev/plateau_trend.py docs/fig3_r2_inception_curves.csv docs/fig3_r3_inception_curves.csv \
       docs/fig3_r4/curves.csv [--label=inception] [--plot=docs/plateau_trend.png]
 
 Reads curves CSVs as `compare_ablations.py` writes them (OUT/curves.csv, committed as docs/fig3_r*_curves.csv and
@@ -23,7 +23,7 @@ import pathlib
 import statistics
 import sys
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 from bn_inception import figure3  # noqa: E402
 

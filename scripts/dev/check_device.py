@@ -1,6 +1,6 @@
 r"""Does this host's default device compute the same training step as the CPU reference?
 
-  python scripts/check_device.py --config=configs/bn_x30.py:imagenette,synthetic [--config.key=value ...] \
+  python scripts/dev/check_device.py --config=configs/bn_x30.py:imagenette,synthetic [--config.key=value ...] \
       [--tolerance=0.01]
 
 Takes one SGD step of the config on a synthetic batch, from the same initial state, three times: on the
@@ -22,7 +22,7 @@ import pathlib
 import sys
 from typing import Any
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 import jax  # noqa: E402
 import ml_collections  # noqa: E402

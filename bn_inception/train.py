@@ -27,7 +27,7 @@ import optax
 
 from bn_inception import (
     batch_norm, checkpointing, config_checks, console, gradient_stats, metrics, models, optim, parallel, photometric,
-    preemption, provenance, synthetic_data,
+    preemption, provenance, synthetic_data, workdir_lock,
 )
 
 
@@ -303,13 +303,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
     """`train_and_evaluate` with SIGTERM already a flag."""
+    config_checks.validate(config)
+    workdir_path = pathlib.Path(workdir)
+    runner = parallel.Runner.create(config)
+    # One run per workdir: process 0 takes its lock before anything is read from it or written to it.
+    lock = workdir_lock.FolderLock(workdir_path)
+    busy = None
+    if jax.process_index() == 0:
+        try:
+            lock.acquire()
+        except workdir_lock.Busy as error:
+            busy = error
+    if runner.any_process(busy is not None):
+        raise busy or workdir_lock.Busy(f"{workdir} is in use by another run (process 0 names it).")
+    if lock.note:
+        console.say(lock.note)
+    try:
+        return _train_locked(config, workdir, runner)
+    finally:
+        lock.release(remove_empty_folder=True)
+
+
+def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: parallel.Runner) -> dict[str, float]:
+    """`_train_and_evaluate` holding the workdir's lock."""
     from clu import metric_writers, periodic_actions  # TensorFlow: see the module docstring
 
     from bn_inception import events, input_pipeline
 
-    config_checks.validate(config)
     workdir_path = pathlib.Path(workdir)
-    runner = parallel.Runner.create(config)
     checkpointing.check_workdir_config(workdir_path, config)
     cfg = input_pipeline.InputConfig.from_config(config)
     local_batch = config.global_batch_size // jax.process_count()

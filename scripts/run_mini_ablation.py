@@ -45,7 +45,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bn_inception import console, events, figure3, provenance  # noqa: E402
+from bn_inception import console, events, figure3, provenance, workdir_lock  # noqa: E402
 
 import compare_ablations  # noqa: E402  (scripts/, this script's folder)
 
@@ -261,6 +261,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--record={args.record}: {error}")
     runs = [(a, s, args.runs / a / f"seed{s}", budget(a, args.budget))
             for a, s in plan(only, args.max_seeds, args.first_seed)]
+    lock = workdir_lock.FolderLock(args.runs)
+    if not args.dry_run:  # one runner per runs folder (each run also locks its own workdir)
+        try:
+            lock.acquire()
+        except workdir_lock.Busy as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        if lock.note:
+            print(lock.note, flush=True)
+    try:
+        return _run_protocol(args, runs, recorded)
+    finally:
+        lock.release()
+
+
+def _run_protocol(args: argparse.Namespace, runs: list[tuple[str, int, pathlib.Path, int]],
+                  recorded: dict[tuple[str, int], dict]) -> int:
+    """`main` after its checks, holding the runs folder's lock (unless --dry_run)."""
     baseline_seeds = [s for _, s in plan([figure3.BASELINE], args.max_seeds, args.first_seed)]
     signal.signal(signal.SIGTERM, _Child.forward)
     changed = code_change(args.runs, recorded)

@@ -131,6 +131,7 @@ def test_sigkill_and_sigterm_then_the_same_command_resumes(image_folder, tmp_pat
 
     preempted = _start_and_signal(command, tmp_path, killed_at, signal.SIGTERM)
     assert f"resuming at step {killed_at}" in preempted.stdout_text
+    assert "lock: taken over from process" in preempted.stdout_text  # the killed run's lock does not block
     assert preempted.returncode == 0, preempted.stderr_text[-3000:]
     assert "Preempted at step" in preempted.stdout_text
     preempted_at = _checkpoint_steps(tmp_path)[-1]

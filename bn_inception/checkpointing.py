@@ -187,7 +187,7 @@ def _flat(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:
 def check_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDict) -> None:
     """Refuses to resume a workdir whose saved config differs, unless config.allow_config_change."""
     saved_path = workdir / CONFIG_FILE
-    if not saved_path.exists() or config.allow_config_change or not _has_checkpoints(workdir):
+    if not saved_path.exists() or config.allow_config_change or not has_checkpoints(workdir):
         return  # a config with no checkpoint beside it records nothing trained yet: a new one may replace it
     saved = json.loads(saved_path.read_text())
     ours = _flat(config)
@@ -207,7 +207,7 @@ def check_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDic
         )
 
 
-def _has_checkpoints(workdir: pathlib.Path) -> bool:
+def has_checkpoints(workdir: pathlib.Path) -> bool:
     """True if `workdir` holds a checkpoint, readable or set aside as corrupt."""
     return any(p.name[:1].isdigit() for folder in ("checkpoints", SET_ASIDE) if (workdir / folder).is_dir()
                for p in (workdir / folder).iterdir())
@@ -223,9 +223,24 @@ def save_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDict
     os.replace(tmp, workdir / CONFIG_FILE)
 
 
+def check_workdir_classes(workdir: pathlib.Path, class_names: tuple[str, ...]) -> None:
+    """Refuses to resume a trained run on data whose classes differ from its classes.json (a renamed, added
+    or removed class folder would permute the labels), naming the differences."""
+    saved = load_workdir_classes(workdir)
+    if saved is None or saved == list(class_names) or not has_checkpoints(workdir):
+        return
+    missing, new = [c for c in saved if c not in class_names], [c for c in class_names if c not in saved]
+    details = "; ".join(part for part in (f"missing from the data: {missing}" if missing else "",
+                                          f"new in the data: {new}" if new else "") if part)
+    raise ValueError(f"{workdir} was trained on the classes of its {CLASSES_FILE}, and the data's differ ("
+                     f"{details or 'the same classes in another order'}): its labels would be permuted. Restore "
+                     "the data's class folders, or train in another --workdir.")
+
+
 def save_workdir_classes(workdir: pathlib.Path, class_names: tuple[str, ...]) -> None:
-    """Writes the run's class list (process 0, atomically), so that evaluation labels images as training did."""
-    if jax.process_index() != 0:
+    """Writes the run's class list (process 0, atomically), so that evaluation labels images as training did;
+    a trained run's list is never rewritten (`check_workdir_classes` refuses other data first)."""
+    if jax.process_index() != 0 or load_workdir_classes(workdir) == list(class_names):
         return
     tmp = workdir / (CLASSES_FILE + ".tmp")
     tmp.write_text(json.dumps(list(class_names)))

@@ -64,8 +64,9 @@ def versions() -> dict[str, str]:
     return found
 
 
-def record(workdir: str | pathlib.Path, start_step: int) -> dict[str, Any]:
-    """Appends this process's line to `workdir`/provenance.jsonl (process 0 only) and returns it."""
+def record(workdir: str | pathlib.Path, start_step: int, **facts: Any) -> dict[str, Any]:
+    """Appends this process's line to `workdir`/provenance.jsonl (process 0 only) and returns it; `facts`
+    (e.g. the number of training examples) are added to it."""
     import jax
 
     devices = jax.devices()
@@ -76,9 +77,11 @@ def record(workdir: str | pathlib.Path, start_step: int) -> dict[str, Any]:
         "host": socket.gethostname(),
         "devices": f"{len(devices)} x {devices[0].device_kind} ({devices[0].platform}), "
                    f"{jax.process_count()} process{'es' * (jax.process_count() > 1)}",
+        "device_count": len(devices),
         "source": source_fingerprint(),
         **git_state(),
         "versions": versions(),
+        **facts,
     }
     if jax.process_index() == 0:
         path = pathlib.Path(workdir) / FILE
@@ -99,6 +102,15 @@ def read(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return lines
+
+
+def device_count(line: dict[str, Any]) -> int | None:
+    """The number of devices a provenance line's process trained on (also from lines written before
+    `device_count` was recorded, by their `devices` description)."""
+    if "device_count" in line:
+        return int(line["device_count"])
+    head = str(line.get("devices", "")).split(" x ", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 def sources_note(records: dict[str, list[dict[str, Any]]]) -> str:

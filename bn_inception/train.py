@@ -342,6 +342,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
         train_source = input_pipeline.make_source(
             config, config.train_split, jax.process_index(), jax.process_count(), local_batch
         )
+        checkpointing.check_workdir_classes(workdir_path, train_source.class_names)  # before labelling anything
         eval_source = input_pipeline.make_source(
             config, config.eval_split, jax.process_index(), jax.process_count(), local_eval_batch,
             limit=config.num_eval_examples, classes=train_source.class_names,
@@ -353,6 +354,8 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
             )
     built = setup(config, num_train_examples, runner.axis_name)
     steps_per_epoch, num_steps = built.steps_per_epoch, built.num_steps
+    last_start = (provenance.read(workdir_path) or [{}])[-1] if checkpointing.has_checkpoints(workdir_path) else {}
+    _check_data_size(config, workdir, last_start.get("train_examples"), num_train_examples)
 
     if runner.any_process(preemption.requested()):
         console.say("Stopped by SIGTERM before training started: nothing new to save.")
@@ -369,13 +372,16 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
         state = runner.put_state(built.initial_state())
         start_step = 0
     checkpointing.save_workdir_config(workdir_path, config)
-    provenance.record(workdir_path, start_step)
+    provenance.record(workdir_path, start_step, train_examples=num_train_examples)
     if not config.synthetic_data:
         checkpointing.save_workdir_classes(workdir_path, train_source.class_names)
+    before = provenance.device_count(last_start) if start_step else None
     console.say(
         f"{config.ablation}: {'starting' if start_step == 0 else 'resuming at step ' + str(start_step)}, "
         f"{num_steps} steps of {config.global_batch_size} ({steps_per_epoch} per epoch) on {jax.device_count()} "
         f"{jax.devices()[0].platform.upper()} device{'s' * (jax.device_count() > 1)}; workdir {workdir}"
+        + (f" (its last start ran on {before} devices: the same computation up to float summation order)"
+           if before and before != jax.device_count() else "")
     )
 
     writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
@@ -476,6 +482,19 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
     if step == num_steps:
         console.say(progress.summary(config.ablation, step, workdir_path, events.accuracy_summary(workdir_path)))
     return eval_metrics
+
+
+def _check_data_size(config: ml_collections.ConfigDict, workdir: str, trained_on: int | None, now: int) -> None:
+    """A resumed run whose training data changed size (images added or removed) would change its steps per
+    epoch and so its learning-rate schedule: refused as a config change is, said in one line when allowed."""
+    if trained_on is None or trained_on == now:
+        return
+    before, after = trained_on // config.global_batch_size, now // config.global_batch_size
+    change = (f"{workdir}: the training data has {now} examples, the run's last start had {trained_on}: "
+              f"{before} -> {after} steps per epoch, which changes the learning-rate schedule")
+    if not config.allow_config_change:
+        raise ValueError(change + "; restore the data, or pass --config.allow_config_change=True to resume on it.")
+    console.say(change + " (allow_config_change).")
 
 
 def _percent(metrics: dict[str, float], key: str) -> str:

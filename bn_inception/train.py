@@ -358,7 +358,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
     _check_data_size(config, workdir, last_start.get("train_examples"), num_train_examples)
 
     if runner.any_process(preemption.requested()):
-        console.say("Stopped by SIGTERM before training started: nothing new to save.")
+        console.say("Stopped (SIGTERM or Ctrl-C) before training started: nothing new to save.")
         return {}
     manager = checkpointing.create_manager(workdir_path / "checkpoints", config.keep_checkpoints)
     state, start_step = checkpointing.restore_or_none(

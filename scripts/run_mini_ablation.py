@@ -214,7 +214,8 @@ def code_change(runs: pathlib.Path, recorded: dict[tuple[str, int], dict]) -> st
 
 
 class _Child:
-    """The running training process; SIGTERM to this script is passed on (the run saves and exits 0)."""
+    """The running training process; SIGTERM or Ctrl-C to this script is passed on as SIGTERM (the run saves
+    and exits 0)."""
 
     process: subprocess.Popen | None = None
     stop = False
@@ -281,6 +282,7 @@ def _run_protocol(args: argparse.Namespace, runs: list[tuple[str, int, pathlib.P
     """`main` after its checks, holding the runs folder's lock (unless --dry_run)."""
     baseline_seeds = [s for _, s in plan([figure3.BASELINE], args.max_seeds, args.first_seed)]
     signal.signal(signal.SIGTERM, _Child.forward)
+    signal.signal(signal.SIGINT, _Child.forward)  # Ctrl-C: the running run saves and the runner stops, in a line
     changed = code_change(args.runs, recorded)
     unrecorded = [(a, s) for a, s, w, n in runs if done_in_workdir(w, n) and not record_finished(recorded.get((a, s)), n)]
     if args.record is not None and unrecorded and not args.dry_run:
@@ -356,7 +358,7 @@ def _run_protocol(args: argparse.Namespace, runs: list[tuple[str, int, pathlib.P
         elif args.record is not None:
             snapshot_unfinished(args.record, workdir)
         if _Child.stop:
-            print("Stopped by SIGTERM; run the same command to continue.", flush=True)
+            print("Stopped (SIGTERM or Ctrl-C); run the same command to continue.", flush=True)
             return 0
 
     present = [str(w) for _, _, w, _ in runs if (w / "config.json").exists()]

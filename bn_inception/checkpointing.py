@@ -63,7 +63,20 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, metrics: dict[st
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(checksums(state), indent=0, sort_keys=True))
         os.replace(tmp, path)
+        _prune_checksums(manager, keep={step})
     manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+
+
+def _prune_checksums(manager: ocp.CheckpointManager, keep: set[int]) -> None:
+    """Removes the checksum records of checkpoints that no longer exist (deleted by the keep policy), but
+    not of `keep` (being saved) nor of checkpoints set aside as corrupt (kept with them, for inspection)."""
+    folder = _checksum_path(manager, 0).parent
+    set_aside = pathlib.Path(manager.directory).parent / SET_ASIDE
+    kept = set(manager.all_steps()) | keep | {int(p.name.split(".")[0]) for p in set_aside.glob("*")
+                                               if p.name.split(".")[0].isdigit()}
+    for record in folder.glob("*.json"):
+        if record.stem.isdigit() and int(record.stem) not in kept:
+            record.unlink(missing_ok=True)
 
 
 def checksums(state: Any) -> dict[str, str]:
@@ -85,7 +98,15 @@ def verify_checksums(manager: ocp.CheckpointManager, step: int, state: Any) -> N
     path = _checksum_path(manager, step)
     if not path.exists():
         return
-    recorded, restored = json.loads(path.read_text()), checksums(state)
+    try:
+        recorded = json.loads(path.read_text())
+        if not isinstance(recorded, dict):
+            raise ValueError(f"a {type(recorded).__name__}, not a record of arrays")
+    except (OSError, ValueError) as error:  # the record is damaged, not (as far as can be told) the checkpoint
+        console.say(f"warning: the checksum record {path} is unreadable ({' '.join(str(error).split())[:200]}); "
+                    f"checkpoint {step} is used unverified.")
+        return
+    restored = checksums(state)
     wrong = sorted(k for k in recorded if recorded[k] != restored.get(k))
     if wrong:
         raise ValueError(f"Checkpoint {manager.directory}/{step} is silently corrupt: {len(wrong)} arrays differ from "

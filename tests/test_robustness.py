@@ -305,3 +305,25 @@ def test_saving_a_replicated_state_compiles_no_program(tmp_path):
     assert jax.device_count() == 8 and compiled == []
     restored = saved_state(tmp_path, 1)
     assert all(np.array_equal(restored[k], state[k]) for k in state)
+
+
+def test_a_damaged_checksum_record_leaves_its_checkpoint_in_use_unverified(image_folder, finished_run, tmp_path, capsys):
+    shutil.copytree(finished_run, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "checkpoint_checksums" / "6.json").write_text("garbage\n")
+    abstract, runner = _abstract_state(robust_config(image_folder))
+    with checkpointing.create_manager(tmp_path / "checkpoints", 3) as manager:
+        _, step = checkpointing.restore_or_none(manager, abstract, runner)
+    assert step == 6 and not (tmp_path / "corrupt_checkpoints").exists()
+    lines = [line for line in capsys.readouterr().out.splitlines() if "checksum record" in line]
+    assert lines == [f"warning: the checksum record {tmp_path / 'checkpoint_checksums' / '6.json'} is unreadable "
+                     "(Expecting value: line 1 column 1 (char 0)); checkpoint 6 is used unverified."]
+
+
+def test_checksum_records_go_with_their_checkpoints(image_folder, tmp_path):
+    # 12 steps, a save every 2, one checkpoint kept (and the best, by evaluation, at step 12): the records of
+    # the checkpoints the keep policy deleted are deleted too, at the next save.
+    train.train_and_evaluate(robust_config(image_folder, num_train_steps=12, keep_checkpoints=1, eval_every_steps=12),
+                             str(tmp_path))
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    records = sorted(p.stem for p in (tmp_path / "checkpoint_checksums").glob("*.json"))
+    assert checkpoints == ["12"] and set(records) <= {"10", "12"}, (checkpoints, records)

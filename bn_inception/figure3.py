@@ -78,8 +78,10 @@ def late_trend(curve: list[tuple[int, float]]) -> tuple[float, float, float]:
 
 
 def plateau_met(gains: list[float]) -> bool:
-    """The plateau rule on the baseline's seeds: the mean of their gains is under PLATEAU_POINTS."""
-    return statistics.fmean(gains) < PLATEAU_POINTS
+    """The plateau rule on the baseline's seeds: the mean of their gains (those that could be computed) is
+    under PLATEAU_POINTS."""
+    known = [g for g in gains if not math.isnan(g)]
+    return bool(known) and statistics.fmean(known) < PLATEAU_POINTS
 
 
 def display_name(label: str) -> str:
@@ -88,8 +90,13 @@ def display_name(label: str) -> str:
 
 
 def plateau_sentence(gains: list[float], label: str = BASELINE) -> str:
-    """One line: the mean and per-seed gains of the runs labelled `label`, and whether the rule is met."""
-    met = plateau_met(gains)
-    return (f"{display_name(label)} gained {statistics.fmean(gains):.2f} points in the last {PLATEAU_FRACTION:.0%} of its steps "
-            f"(mean over seeds; per seed {', '.join(f'{g:.2f}' for g in gains)}): the rule (< {PLATEAU_POINTS}) is "
-            f"{'met' if met else 'NOT met'}")
+    """One line: the mean and per-seed gains of the runs labelled `label`, and whether the rule is met. A seed
+    with no evaluation before its last 20% of steps (NaN gain) is 'n/a' and left out of the mean."""
+    known = [g for g in gains if not math.isnan(g)]
+    if not known:
+        return (f"{display_name(label)}'s gain in the last {PLATEAU_FRACTION:.0%} of its steps cannot be computed: no "
+                f"seed was evaluated before them ({len(gains)} seed{'s' * (len(gains) > 1)})")
+    per_seed = ", ".join("n/a" if math.isnan(g) else f"{g:.2f}" for g in gains)
+    return (f"{display_name(label)} gained {statistics.fmean(known):.2f} points in the last {PLATEAU_FRACTION:.0%} of its steps "
+            f"(mean over seeds; per seed {per_seed}): the rule (< {PLATEAU_POINTS}) is "
+            f"{'met' if plateau_met(gains) else 'NOT met'}")

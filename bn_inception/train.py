@@ -270,12 +270,14 @@ def step_functions(built: Setup, runner: parallel.Runner) -> tuple[Callable[...,
     return p_train, p_eval
 
 
-def _raise_if_nonfinite(history: list[tuple[int, dict[str, np.ndarray]]], skip: bool) -> None:
+def _raise_if_nonfinite(history: list[tuple[int, dict[str, np.ndarray]]], skip: bool, last_saved: int | None) -> None:
     bad = [s for s, m in history if m["nonfinite"]]
     if bad and not skip:
+        kept = (f"the last checkpoint (step {last_saved}) is intact" if last_saved is not None
+                else "no checkpoint had been saved yet")
         raise FloatingPointError(
-            f"Non-finite loss or gradient at step {bad[0]}; training stopped before saving it, the last "
-            "checkpoint is intact. Lower the learning rate, or set --config.skip_nonfinite_steps=True."
+            f"Non-finite loss or gradient at step {bad[0]}; training stopped before saving it, {kept}. Lower the "
+            "learning rate, or set --config.skip_nonfinite_steps=True."
         )
 
 
@@ -454,7 +456,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
                     stop = runner.any_process(preemption.requested())
                 fetched += [(s, runner.to_host(m)) for s, m in pending]
                 pending = []
-                _raise_if_nonfinite(fetched, config.skip_nonfinite_steps)
+                _raise_if_nonfinite(fetched, config.skip_nonfinite_steps, manager.latest_step())
                 if due["log"] or stop:  # a stop logs its steps too
                     summary = _summarise(fetched)
                     writer.write_scalars(step, summary)

@@ -435,6 +435,11 @@ def main(argv: list[str] | None = None) -> None:
     missing = [str(d) for d in args.run_dirs if not d.is_dir()]
     if missing:
         parser.error(f"run directories not found: {', '.join(missing)}")
+    unrelated = [str(d) for d in args.run_dirs if not (is_report(d) or (d / "config.json").exists()
+                                                       or any(d.glob("events.out.tfevents.*")))]
+    if unrelated:
+        parser.error(f"{', '.join(unrelated)}: not a run (no config.json, no TensorBoard events) nor a report "
+                     "(no figure3_runs.csv)")
     runs = []
     for folder in args.run_dirs:
         try:

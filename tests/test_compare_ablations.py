@@ -205,3 +205,16 @@ def test_figure3_at_every_accuracy_gives_the_known_crossings(tmp_path):
     assert "| bn_x30 | 75 (50-100) 2/2 | 100 2/2 | 100 2/2 | 100 1/2 | 150 1/2 |" in table
     assert "| bn_x30 | 1.33x (1.00-2.00) |" in table
     assert (tmp_path / "out" / "speedup_by_accuracy.png").stat().st_size > 10_000
+
+
+def test_an_empty_or_unrelated_folder_is_refused_not_counted_as_a_run(tmp_path):
+    run = write_run(tmp_path / "i0", [(100, 0.3)], "inception")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    result = subprocess.run([sys.executable, "scripts/compare_ablations.py", str(run), str(tmp_path / "empty"),
+                             str(tmp_path / "notes"), f"--output={tmp_path / 'out'}"], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
+    assert (f"{tmp_path / 'empty'}, {tmp_path / 'notes'}: not a run (no config.json, no TensorBoard events) nor a "
+            "report") in result.stderr

@@ -133,3 +133,14 @@ def test_a_bad_plot_path_is_refused_before_the_report(tmp_path):
     result = run(tmp_path / "r1.csv", f"--plot={tmp_path / 'p.png'}")
     assert result.returncode == 0 and result.stdout.splitlines()[-1] == f"Figure: {tmp_path / 'p.png'}"
     assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_plateau_sentence_of_a_seed_with_one_evaluation_says_so_instead_of_nan():
+    one = [(100, 0.5)]  # no evaluation before the last 20%: its gain cannot be computed
+    assert math.isnan(figure3.plateau_gain(one))
+    assert figure3.plateau_sentence([figure3.plateau_gain(one)]) == (
+        "Inception's gain in the last 20% of its steps cannot be computed: no seed was evaluated before them (1 seed)")
+    two = [figure3.plateau_gain(one), 0.3]
+    assert figure3.plateau_sentence(two) == ("Inception gained 0.30 points in the last 20% of its steps (mean over "
+                                             "seeds; per seed n/a, 0.30): the rule (< 0.5) is met")
+    assert "nan" not in figure3.plateau_sentence(two) and not figure3.plateau_met([math.nan])

@@ -95,10 +95,14 @@ def test_checkpoint_of_another_model_is_refused_by_name(image_folder, finished_r
 
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(image_folder, tmp_path):
     config = robust_config(image_folder, base_learning_rate=1e30, checkpoint_every_steps=1, log_every_steps=1)
-    with pytest.raises(FloatingPointError, match="Non-finite loss or gradient at step 2"):
+    with pytest.raises(FloatingPointError, match=r"Non-finite loss or gradient at step 2; .*the last checkpoint \(step 1\) is intact"):
         train.train_and_evaluate(config, str(tmp_path))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1"]
     assert int(saved_state(tmp_path, 1)["step"]) == 1
+    # Before any checkpoint, the message does not claim one (issue 36, item 12).
+    config = robust_config(image_folder, base_learning_rate=1e30, checkpoint_every_steps=100, log_every_steps=2)
+    with pytest.raises(FloatingPointError, match="at step 2; training stopped before saving it, no checkpoint had been saved yet"):
+        train.train_and_evaluate(config, str(tmp_path / "fresh"))
 
 
 def test_non_finite_steps_can_be_skipped_and_counted(image_folder, tmp_path):

@@ -96,11 +96,28 @@ def main(argv: list[str]) -> None:
     results["recalibrate_batches"] = FLAGS.recalibrate_batches
     if jax.process_index() > 0:
         return
+    print(report(results))  # first: a workdir that cannot be written loses no evaluation
     output = pathlib.Path(FLAGS.output) if FLAGS.output else default_output(results)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=1))
-    print(report(results))
-    print(f"Results written to {output}")
+    places = [output] if FLAGS.output else [output, pathlib.Path("evaluations") / output.name]
+    for place in places:
+        try:
+            write_json(place, results)
+        except OSError as error:
+            print(f"Could not write {place} ({error.strerror or error})"
+                  + ("; trying ./evaluations/ instead." if place is not places[-1] else "."), flush=True)
+            continue
+        print(f"Results written to {place}")
+        return
+    raise OSError(f"the results (printed above) could not be written to {' nor '.join(map(str, places))}; "
+                  "pass --output=FILE somewhere writable")
+
+
+def write_json(path: pathlib.Path, results: dict) -> None:
+    """Writes `results` to `path` whole (a temporary file renamed into place), creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(results, indent=1))
+    temporary.replace(path)
 
 
 if __name__ == "__main__":

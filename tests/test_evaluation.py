@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -189,3 +190,27 @@ def test_the_command_with_crops_members_and_recalibration_exits_0(trained_run, c
         written.append(json.loads(output.read_text()))
         assert written[-1]["num_examples"] == 36 and written[-1]["recalibrate_batches"] == recalibrate
     assert len({json.dumps(w["checkpoints"]) + str(w["recalibrate_batches"]) for w in written}) == len(combinations)
+
+
+def test_a_workdir_that_cannot_be_written_loses_no_evaluation(trained_run, tmp_path):
+    # A workdir where evaluations/ cannot be created (here: a file of that name; as for a read-only mount):
+    # the result is printed first, then written to ./evaluations/ instead, and the command says so.
+    workdir, _ = trained_run
+    blocked = tmp_path / "blocked"
+    shutil.copytree(workdir, blocked)
+    (blocked / "evaluations").write_text("not a folder")
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), f"--workdir={blocked}", "--crops=1",
+                             "--batch_size=16"], cwd=tmp_path, env=_env(8), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    table = next(i for i, line in enumerate(lines) if line.startswith("Evaluated: one network"))
+    assert lines[table + 2].startswith("this evaluation")  # the result, before any attempt to write it
+    assert f"Could not write {blocked / 'evaluations' / 'crops1_step4.json'} (" in result.stdout
+    assert lines[-1] == "Results written to evaluations/crops1_step4.json"
+    assert json.loads((tmp_path / "evaluations" / "crops1_step4.json").read_text())["num_examples"] == 36
+    # An --output that cannot be written: the result is still printed, and the command fails naming the file.
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), f"--workdir={blocked}", "--crops=1",
+                             "--batch_size=16", f"--output={blocked / 'evaluations' / 'x.json'}"], cwd=tmp_path,
+                            env=_env(8), capture_output=True, text=True)
+    assert result.returncode == 1 and "this evaluation" in result.stdout
+    assert "the results (printed above) could not be written to" in result.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pathlib
 import struct
+import sys
 from collections.abc import Iterator
 
 from tensorboard.compat.proto import event_pb2
@@ -83,9 +84,20 @@ def _events(event_file: str | pathlib.Path) -> Iterator[event_pb2.Event]:
         yield event_pb2.Event.FromString(record)
 
 
+_damaged: dict[str, str] = {}  # event files found damaged in this process: path -> where
+
+
+def damaged(run_dir: str | pathlib.Path) -> list[str]:
+    """'FILE: damaged at byte N' for each event file of `run_dir` read so far that is damaged; what was
+    before the damage was read, nothing after it."""
+    folder = pathlib.Path(run_dir).resolve()
+    return [f"{path}: {where}" for path, where in sorted(_damaged.items()) if pathlib.Path(path).parent == folder]
+
+
 def _records(path: str | pathlib.Path) -> Iterator[bytes]:
     """The records of a TFRecord file: [length: uint64][masked CRC of length: uint32][data][masked CRC of data].
-    A record cut short at the end (a run still writing it) ends the file; a CRC mismatch is an error."""
+    A record cut short at the end (a run still writing it) ends the file. A CRC mismatch (a damaged file)
+    ends it too, with one line on stderr naming the file the first time, and `damaged` lists it."""
     with open(path, "rb") as f:
         while True:
             header = f.read(12)
@@ -93,13 +105,21 @@ def _records(path: str | pathlib.Path) -> Iterator[bytes]:
                 return
             (length,), (length_crc,) = struct.unpack("<Q", header[:8]), struct.unpack("<I", header[8:])
             if _masked_crc32c(header[:8]) != length_crc:
-                raise ValueError(f"{path}: corrupt event file (bad record length at byte {f.tell() - 12})")
+                return _damage(path, f"bad record length at byte {f.tell() - 12}")
             data, footer = f.read(length), f.read(4)
             if len(data) < length or len(footer) < 4:
                 return
             if _masked_crc32c(data) != struct.unpack("<I", footer)[0]:
-                raise ValueError(f"{path}: corrupt event file (bad record at byte {f.tell() - length - 16})")
+                return _damage(path, f"bad record at byte {f.tell() - length - 16}")
             yield data
+
+
+def _damage(path: str | pathlib.Path, where: str) -> None:
+    key = str(pathlib.Path(path).resolve())
+    if key not in _damaged:
+        _damaged[key] = f"damaged ({where}): its records from there on are not read"
+        print(f"warning: event file {path} is damaged ({where}); reading the records before it.", file=sys.stderr,
+              flush=True)
 
 
 def _crc32c_table() -> list[int]:

@@ -93,14 +93,20 @@ def record(workdir: str | pathlib.Path, start_step: int, **facts: Any) -> dict[s
 
 def read(workdir: str | pathlib.Path) -> list[dict[str, Any]]:
     """The run's lines, oldest first ([] for a run started before they were recorded). A line cut short
-    (a process killed while appending it) is skipped."""
+    (a process killed while appending it) is skipped; so is a damaged one (bytes that are not UTF-8), with
+    one line on stderr naming the file."""
     path = pathlib.Path(workdir) / FILE
-    lines = []
-    for text in path.read_text().splitlines() if path.exists() else []:
+    lines, damaged = [], 0
+    for data in path.read_bytes().splitlines() if path.exists() else []:
         try:
-            lines.append(json.loads(text))
+            lines.append(json.loads(data.decode("utf-8")))
+        except UnicodeDecodeError:
+            damaged += 1
         except json.JSONDecodeError:
             continue
+    if damaged:
+        print(f"warning: {path}: {damaged} damaged line{'s' * (damaged > 1)} (not UTF-8) skipped.", file=sys.stderr,
+              flush=True)
     return lines
 
 

@@ -74,6 +74,7 @@ def load_run(run_dir: pathlib.Path) -> dict:
         "scale": scale, "diverged": diverged.read_text().strip() if diverged.exists() else None,
         "curve": scalars.get(figure3.TOP1_TAG, []), "curve_moving_average": scalars.get(MOVING_AVERAGE_TAG, []),
         "curve_top5": scalars.get(TOP5_TAG, []), "provenance": provenance.read(run_dir),
+        "damaged": events.damaged(run_dir),
     }
 
 
@@ -170,6 +171,8 @@ def figure3_rows(runs: list[dict]) -> tuple[list[dict], list[dict], list[str]]:
         row = {"run": run["label"], "seed": run["seed"], "dir": run["dir"], "diverged": run["diverged"] or "",
                "batch": run["batch"], "scale": run["scale"] or "",
                "provenance": json.dumps([{k: line[k] for k in PROVENANCE_KEYS if k in line} for line in run["provenance"]])}
+        for damage in run.get("damaged", []):
+            notes.append(f"{run['label']} seed {run['seed']}: event file {damage}; its curve may end early.")
         if not run["curve"]:
             notes.append(f"{run['label']} ({run['dir']}): no {figure3.TOP1_TAG} events yet.")
         else:

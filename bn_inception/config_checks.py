@@ -51,7 +51,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         f"num_train_steps={config.num_train_steps}, num_epochs={config.num_epochs}: set num_train_steps > 0 "
         "or num_epochs > 0.",
     )
-    for key in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints", "num_classes"):
+    for key in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints", "num_classes",
+                "eval_moving_average_every"):
         _require(config[key] >= 1, f"{key}={config[key]} must be >= 1.")
     _require(config.bn_group_size >= 0, f"bn_group_size={config.bn_group_size} must be >= 0 (0: whole batch).")
     _require(

@@ -413,12 +413,15 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
                                                 cache=config.eval_cache)
 
     def run_evaluation(at_step: int) -> dict[str, float]:
-        """eval/*: with Algorithm 2's statistics when configured (and then also eval_moving_average/*)."""
-        moving = evaluate(p_eval, state, eval_batches(), runner)
+        """eval/*: with Algorithm 2's statistics when configured (and then also eval_moving_average/*, at every
+        `eval_moving_average_every`-th evaluation and the last)."""
         if not recalibrate:
-            return moving
+            return evaluate(p_eval, state, eval_batches(), runner)
         population_state = recalibrated(p_moments, state, recalibration_batches(at_step))
         result = evaluate(p_eval, population_state, eval_batches(), runner)
+        if (at_step // config.eval_every_steps) % config.eval_moving_average_every and at_step != num_steps:
+            return result
+        moving = evaluate(p_eval, state, eval_batches(), runner)
         return result | {k.replace("eval/", "eval_moving_average/", 1): v for k, v in moving.items()}
 
     def eval_batches():

@@ -331,3 +331,14 @@ def test_checksum_records_go_with_their_checkpoints(image_folder, tmp_path):
     checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     records = sorted(p.stem for p in (tmp_path / "checkpoint_checksums").glob("*.json"))
     assert checkpoints == ["12"] and set(records) <= {"10", "12"}, (checkpoints, records)
+
+
+def test_the_moving_average_evaluation_runs_at_every_nth_evaluation_and_the_last(image_folder, tmp_path):
+    # Issue 34: eval/* (Algorithm 2's statistics, Figure 3's curve) at every evaluation; the moving-average pass,
+    # which feeds no measure, at every 2nd here (the :imagenette configs: every 4th) and at the last step.
+    config = robust_config(image_folder, num_train_steps=5, eval_every_steps=1, eval_recalibrate_batches=1,
+                           eval_moving_average_every=2)
+    train.train_and_evaluate(config, str(tmp_path))
+    scalars = events.read_scalars(tmp_path)
+    assert [s for s, _ in scalars["eval/top1_accuracy"]] == [1, 2, 3, 4, 5]
+    assert [s for s, _ in scalars["eval_moving_average/top1_accuracy"]] == [2, 4, 5]

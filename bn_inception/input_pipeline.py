@@ -69,7 +69,7 @@ def folder_source(
         if name not in present:
             continue
         files = sorted(f for f in (split_dir / name).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
-        paths += [str(f) for f in files]
+        paths += [os.fsencode(f) for f in files]  # bytes: a file name need not be UTF-8
         labels += [label] * len(files)
     if not paths:
         raise FileNotFoundError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) under {split_dir}/<class>/.")
@@ -85,7 +85,16 @@ def folder_source(
         ds = tf.data.Dataset.from_tensor_slices((paths_arr[mine], labels_arr[mine], mine))
         return ds.map(lambda p, y, i: (tf.io.read_file(p), y, i), num_parallel_calls=PARALLEL_CALLS)
 
-    return Source(n, len(classes), tuple(classes), epoch, describe=lambda index: str(paths_arr[index]))
+    return Source(n, len(classes), tuple(classes), epoch, describe=lambda index: _describe_path(paths_arr[index]))
+
+
+def _describe_path(raw: bytes) -> str:
+    """A file's path for a message; a name that is not UTF-8 as the repr of its bytes, in its folder."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        folder, name = os.path.split(raw)
+        return f"{folder.decode('utf-8', 'backslashreplace')}/{name!r} (a file name that is not UTF-8)"
 
 
 def tfds_source(

@@ -3,6 +3,7 @@
 import itertools
 import os
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -84,6 +85,24 @@ def test_an_undecodable_image_is_named(folder, tmp_path):
     bad_file.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     source = input_pipeline.folder_source(str(bad_root), "train", 0, 1, seed=0, block=4)
     with pytest.raises(ValueError, match=f"Cannot decode {bad_file} \\(epoch 0\\): not a valid JPEG"):
+        for _ in input_pipeline.train_batches(source, CFG, 4, steps_per_epoch=4, start_step=0):
+            pass
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_named_by_its_bytes(tmp_path):
+    # Issue 36, item 10: such a name stopped the input with "Unable to convert element to UTF-8", naming no file.
+    root = write_image_folder(tmp_path, {"train": 4})
+    folder = root / "train" / "class_1"
+    os.rename(folder / "0002.JPEG", os.path.join(os.fsencode(folder), b"caf\xe9.JPEG"))  # Latin-1, not UTF-8
+    source = input_pipeline.folder_source(str(root), "train", 0, 1, seed=0, block=4)
+    batches = list(itertools.islice(input_pipeline.train_batches(source, CFG, 4, steps_per_epoch=4, start_step=0), 4))
+    assert sum(len(b["label"]) for b in batches) == 16  # every image read, the renamed one too
+    # The same file undecodable: the message names it by the repr of its bytes, in its folder.
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.JPEG"), "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0 not a jpeg")
+    source = input_pipeline.folder_source(str(root), "train", 0, 1, seed=0, block=4)
+    with pytest.raises(ValueError, match=re.escape(f"Cannot decode {folder}/b'caf\\xe9.JPEG' (a file name that is not "
+                                                   "UTF-8) (epoch 0)")):
         for _ in input_pipeline.train_batches(source, CFG, 4, steps_per_epoch=4, start_step=0):
             pass
 

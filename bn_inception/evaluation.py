@@ -27,25 +27,48 @@ class Member:
     class_names: list[str] | None  # the run's training classes (None: a run that saved none)
 
 
+# Checkpoints a run training in the workdir may delete under `load_member` before it gives up.
+RETRIES = 5
+
+
 def load_member(workdir: str, step: int | None = None) -> Member:
-    """The run's config and its checkpoint (`step`, or the latest), checked against the config's shapes."""
+    """The run's config and its checkpoint (`step`, or the latest), checked against the config's shapes. The
+    latest deleted while it is read (a run training there) is replaced by the newest then, said in a line."""
     config = checkpointing.load_workdir_config(pathlib.Path(workdir))
     if config.model_name != "bn_inception":
         raise ValueError(f"{workdir}: model_name={config.model_name!r}; evaluation handles bn_inception runs.")
     built = train.setup(config, num_train_examples=config.global_batch_size, bn_axis_name=None)
     abstract = built.abstract_state()
     runner = parallel.Runner.over_all_devices()
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runner.state_sharding), abstract)
+    asked = step
     with checkpointing.create_manager(pathlib.Path(workdir) / "checkpoints", config.keep_checkpoints) as manager:
-        steps = manager.all_steps()
-        if not steps:
-            raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint.")
-        step = max(steps) if step is None else step
-        if step not in steps:
-            raise FileNotFoundError(f"{workdir}/checkpoints has no step {step}; it has {sorted(steps)}.")
-        checkpointing.check_shapes(manager, step, abstract)
-        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=runner.state_sharding), abstract)
-        state = manager.restore(step, args=checkpointing.ocp.args.StandardRestore(target))
-        checkpointing.verify_checksums(manager, step, state)
+        for _ in range(RETRIES):
+            steps = manager.all_steps()
+            if not steps:
+                raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint.")
+            step = max(steps) if asked is None else asked
+            if step not in steps:
+                raise FileNotFoundError(f"{workdir}/checkpoints has no step {step}; it has {sorted(steps)}.")
+            try:
+                checkpointing.check_shapes(manager, step, abstract)
+                state = manager.restore(step, args=checkpointing.ocp.args.StandardRestore(target))
+            except Exception:
+                if (pathlib.Path(workdir) / "checkpoints" / str(step)).exists():
+                    raise
+                # Deleted while read: a run training in the workdir dropped it (its keep_checkpoints policy).
+                manager.reload()
+                if asked is not None:
+                    raise FileNotFoundError(f"{workdir}/checkpoints/{step} was deleted while it was read (the run "
+                                            f"is training there); it now has {sorted(manager.all_steps())}.") from None
+                console.say(f"{workdir}/checkpoints/{step} was deleted while it was read (the run is training "
+                            "there); reading the newest checkpoint now there.")
+                continue
+            checkpointing.verify_checksums(manager, step, state)
+            break
+        else:
+            raise RuntimeError(f"{workdir}: {RETRIES} checkpoints in a row were deleted while they were read; "
+                               "evaluate once the run has saved, or pass --step of a checkpoint it keeps.")
     params = state.ema_params if state.ema_params else state.params
     return Member(workdir, step, config, built.model, {"params": params, "batch_stats": state.batch_stats},
                   checkpointing.load_workdir_classes(pathlib.Path(workdir)))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bn_inception import batch_norm, evaluation, photometric, preprocessing, train
+from bn_inception import batch_norm, checkpointing, evaluation, photometric, preprocessing, train
 from tests.fixtures import write_image_folder
 from tests.test_benchmark import WITHOUT_TENSORFLOW
 from tests.test_console import LOG_LINE
@@ -214,3 +214,30 @@ def test_a_workdir_that_cannot_be_written_loses_no_evaluation(trained_run, tmp_p
                             env=_env(8), capture_output=True, text=True)
     assert result.returncode == 1 and "this evaluation" in result.stdout
     assert "the results (printed above) could not be written to" in result.stderr
+
+
+def test_a_checkpoint_deleted_while_read_gives_way_to_the_newest(trained_run, tmp_path, monkeypatch, capsys):
+    # Issue 36, item 11: a run training in the workdir deletes the checkpoint evaluate.py is reading (its keep
+    # policy). The first restore below finds its checkpoint deleted under it, as TensorStore would.
+    workdir, _ = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    shutil.copytree(copy / "checkpoints" / "4", copy / "checkpoints" / "2")  # an older checkpoint to fall back on
+    real = checkpointing.ocp.CheckpointManager.restore
+    deleted = []
+
+    def restore_while_training(self, step, *args, **kwargs):
+        if not deleted:
+            deleted.append(step)
+            shutil.rmtree(copy / "checkpoints" / str(step))
+        return real(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(checkpointing.ocp.CheckpointManager, "restore", restore_while_training)
+    member = evaluation.load_member(str(copy))
+    assert deleted == [4] and member.step == 2
+    assert f"{copy}/checkpoints/4 was deleted while it was read (the run is training there)" in capsys.readouterr().out
+    # A step asked for by --step is not replaced: the error says what happened.
+    deleted.clear()
+    shutil.copytree(copy / "checkpoints" / "2", copy / "checkpoints" / "6")
+    with pytest.raises(FileNotFoundError, match="checkpoints/6 was deleted while it was read .* it now has \\[2\\]"):
+        evaluation.load_member(str(copy), step=6)

@@ -59,6 +59,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         config.eval_recalibrate_batches >= 0,
         f"eval_recalibrate_batches={config.eval_recalibrate_batches} must be >= 0 (0: moving averages).",
     )
+    _require(config.shuffle_buffer >= 0, f"shuffle_buffer={config.shuffle_buffer} must be >= 0 (0: no example buffer).")
     _require(config.num_eval_examples >= 0, f"num_eval_examples={config.num_eval_examples} must be >= 0 (0: all).")
     _require(config.distortion in DISTORTIONS, f"distortion={config.distortion!r}; expected one of {sorted(DISTORTIONS)}.")
     _require(config.dtype in DTYPES, f"dtype={config.dtype!r}; expected one of {DTYPES}.")

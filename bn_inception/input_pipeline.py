@@ -126,7 +126,7 @@ def tfds_source(
             decoders={"image": tfds.decode.SkipDecoding()},
         )
         ds = ds.enumerate().map(lambda i, ex: (ex["image"], ex["label"], i * process_count + process_index))
-        if shuffle:
+        if shuffle and shuffle_buffer:  # 0: shards in a shuffled order, each read in its own order
             ds = ds.shuffle(shuffle_buffer, seed=_epoch_seed(seed, e), reshuffle_each_iteration=False)
         return ds
 

@@ -67,3 +67,23 @@ def test_bad_flags_are_one_line_before_anything_is_computed(tmp_path):
     result = subprocess.run([sys.executable, "scripts/gradient_profile.py", "--config=configs/bn_x5.py:tiny",
                              "--steps=0"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2 and "steps" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_summary_compares_profiles_per_stage_at_a_common_step(tmp_path):
+    # Two layers (stem, 5x), 3 steps; cut at 2: norms 1 -> 4 (stem) and 2 -> 2 (5x).
+    profile = {"ablation": "bn_x5", "seed": 0, "steps": 3, "layers": ["stem_1x1", "inception_5a/1x1"],
+               "stages": ["stem", "5x"], "loss": [1.0, 1.0, 1.0],
+               "grad_to_weight": [[2.0, 0.1], [1.0, 0.1], [1.0, 0.1]], "weight_norm": [[1, 2], [2, 2], [4, 2], [8, 2]],
+               "angular_update": [[0.4, 0.01], [0.2, 0.01], [0.1, 0.01]]}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "profile.json").write_text(json.dumps(profile))
+    result = subprocess.run([sys.executable, "scripts/dev/profile_summary.py", str(tmp_path / "a"), "--steps=2",
+                             f"--plot={tmp_path / 'p.png'}"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[1].split()[-4:] == ["stem", "2.000e+00", "4.000", "3.000e-01"]
+    assert lines[3].split() == ["stem", "/", "5x", "20.0", "4.00", "30.0"]
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    result = subprocess.run([sys.executable, "scripts/dev/profile_summary.py", str(tmp_path / "a"), "--steps=4"],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "--steps=4: expected 1 to 3" in result.stderr

@@ -342,3 +342,17 @@ def test_the_moving_average_evaluation_runs_at_every_nth_evaluation_and_the_last
     scalars = events.read_scalars(tmp_path)
     assert [s for s, _ in scalars["eval/top1_accuracy"]] == [1, 2, 3, 4, 5]
     assert [s for s, _ in scalars["eval_moving_average/top1_accuracy"]] == [2, 4, 5]
+
+
+def test_compare_checkpoints_tells_the_same_computation_from_another(finished_run, tmp_path):
+    # scripts/dev/compare_checkpoints.py: how a protocol pinned to a new commit is shown to train as the old one.
+    copy = shutil.copytree(finished_run, tmp_path / "copy")
+    command = [sys.executable, "scripts/dev/compare_checkpoints.py", str(finished_run), str(copy), "--step=6"]
+    same = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert same.returncode == 0 and same.stdout.splitlines()[-1] == "Bitwise the same.", same.stderr[-2000:]
+    arrays = len(jax.tree.leaves(saved_state(finished_run, 6)))
+    assert same.stdout.splitlines()[0] == f"checkpoint 6: {arrays} of {arrays} arrays bitwise equal"
+    shutil.rmtree(copy / "checkpoints" / "6")
+    shutil.copytree(copy / "checkpoints" / "4", copy / "checkpoints" / "6")  # another state under step 6's name
+    other = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert other.returncode == 1 and "  differs: " in other.stdout and other.stdout.endswith("Not the same.\n")

@@ -7,7 +7,7 @@ Shows that two code versions train identically (e.g. a protocol pinned to a new 
 earlier runs ran: run the same config and seed from both for a few hundred steps). Prints the number of
 arrays of the saved state (parameters, BN statistics, optimiser state, step) that are bitwise equal, the
 first few that differ with their largest difference, and per TensorBoard tag whether the values up to the
-step are equal (wall-clock tags left out). Exit status 0 when everything is equal, 1 otherwise.
+step are equal (wall-clock tags left out, and tags that only one run logs listed apart). Exit status 0 when everything is equal, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -48,7 +48,10 @@ def compare(a: pathlib.Path, b: pathlib.Path, step: int) -> tuple[list[str], boo
         lines.append(f"  differs: {name} ({detail})")
     scalars_a, scalars_b = events.read_scalars(a), events.read_scalars(b)
     equal_scalars = True
-    for tag in sorted(set(scalars_a) | set(scalars_b)):
+    only = sorted((set(scalars_a) ^ set(scalars_b)) - set(TIMING))
+    if only:  # logged by one code version only (a new diagnostic): nothing to compare
+        lines.append(f"logged by one run only: {', '.join(only)}")
+    for tag in sorted(set(scalars_a) & set(scalars_b)):
         if tag in TIMING:
             continue
         xs = [(s, v) for s, v in scalars_a.get(tag, []) if s <= step]

@@ -9,7 +9,7 @@ together with four numbers drawn from the image's seed:
     contrast    factor on each pixel's distance from the image's per-channel mean (1: unchanged)
 
 Here they are applied in TF-slim's order, brightness, saturation, hue, contrast, as one affine map of
-each RGB vector. On the host the same distortions took 0.3-0.4 ms an image on one core (README, "Input
+each RGB vector. On the host the same distortions took 0.3-0.4 ms an image on one core (docs/performance.md, "Input
 speed"); on an accelerator they are a few element-wise operations, and uint8 batches are a quarter of
 the bytes of float32 ones.
 """

@@ -22,7 +22,7 @@ IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_EVAL_EXAMPLES = 50_000
 IMAGENETTE_TRAIN_EXAMPLES = 9_469  # Imagenette v2 train split (../shared/data/imagenette, tfds imagenette).
 
-# The reduced-scale Figure 3 protocol (`:imagenette`, README "Reduced-scale Figure 3"). Rules fixed before
+# The reduced-scale Figure 3 protocol (`:imagenette`, docs/reproduction.md "The protocol"). Rules fixed before
 # any run and applied to every ablation alike:
 # - Budget. Runs on the paper's learning-rate schedule (Inception, BN-Baseline, Inception-Sigmoid and the
 #   learning-rate controls) train B steps; runs with the 6x accelerated decay of section 4.2.1 (BN-x5,
@@ -185,7 +185,7 @@ def apply_scale_args(c: ml_collections.ConfigDict, args: dict[str, str]) -> None
         # Choice: full float32 on every device, so that a protocol run computes the same function on a GPU
         # as on a CPU (one H200 step at the default precision: parameters' change 0.37 from the CPU's, 3e-3
         # at highest; scripts/dev/check_device.py). Free where it matters: 5.4 ms a step against 5.55 on an H200
-        # (2026-11-28, the step waits on kernel launches, README "On a GPU"); a CPU computes float32 anyway.
+        # (2026-11-28, the step waits on kernel launches, docs/performance.md "On a GPU"); a CPU computes float32 anyway.
         c.model.precision = "highest"
         # Choice: Algorithm 2 before every evaluation (20 batches = 40 groups of 32): no moving-average lag.
         c.eval_recalibrate_batches = 20

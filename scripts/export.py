@@ -9,7 +9,7 @@ them -> float32 class probabilities), input size and preprocessing, class list, 
 BN is folded with the statistics evaluation would use: the moving averages, or with
 --recalibrate_batches=K Algorithm 2's population statistics from K training batches (Polyak-averaged
 weights where the run kept them). ONNX is not offered: tf2onnx cannot convert jax2tf's XlaCallModule op,
-and jax2onnx conflicts with our pinned orbax-checkpoint (README, "Inference and export").
+and jax2onnx conflicts with our pinned orbax-checkpoint (docs/reference.md, "Inference and export").
 """
 
 import pathlib

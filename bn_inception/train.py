@@ -414,28 +414,45 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
 
     def run_evaluation(at_step: int) -> dict[str, float]:
         """eval/*: with Algorithm 2's statistics when configured (and then also eval_moving_average/*, at every
-        `eval_moving_average_every`-th evaluation and the last)."""
+        `eval_moving_average_every`-th evaluation and the last). One process abandons it at a stop request
+        (`_EvaluationAbandoned`) between two batches, except at the last step."""
+        stoppable = single_process and at_step < num_steps
+
+        def batches(source: Iterator[Any]) -> Iterator[Any]:
+            for batch in source:
+                if stoppable and preemption.requested():
+                    raise _EvaluationAbandoned(at_step)
+                yield batch
+
         if not recalibrate:
-            return evaluate(p_eval, state, eval_batches(), runner)
-        population_state = recalibrated(p_moments, state, recalibration_batches(at_step))
-        result = evaluate(p_eval, population_state, eval_batches(), runner)
+            return evaluate(p_eval, state, batches(eval_batches()), runner)
+        population_state = recalibrated(p_moments, state, batches(recalibration_batches(at_step)))
+        result = evaluate(p_eval, population_state, batches(eval_batches()), runner)
         if (at_step // config.eval_every_steps) % config.eval_moving_average_every and at_step != num_steps:
             return result
-        moving = evaluate(p_eval, state, eval_batches(), runner)
+        moving = evaluate(p_eval, state, batches(eval_batches()), runner)
         return result | {k.replace("eval/", "eval_moving_average/", 1): v for k, v in moving.items()}
+
+    def log_evaluation(at_step: int, metrics: dict[str, float], began: float) -> None:
+        writer.write_scalars(at_step, {k: v for k, v in metrics.items() if not k.endswith("/num_examples")})
+        console.say(_evaluation_line(at_step, metrics, time.time() - began))
 
     def eval_batches():
         if config.synthetic_data:
             return (b for b, _ in zip(synthetic_data.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed, mask=True), range(2)))
         return input_pipeline.iterate_eval(eval_data, eval_source, local_eval_batch)
 
+    single_process = jax.process_count() == 1
+    evaluated = dict(events.read_scalars(workdir_path).get("eval/top1_accuracy", [])) if start_step else {}
+    if single_process and start_step % config.eval_every_steps == 0 and start_step and start_step not in evaluated:
+        began = time.time()  # the evaluation a stop abandoned at this checkpoint's step: done first
+        log_evaluation(start_step, run_evaluation(start_step), began)
     report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
     progress = _Progress(start_step, num_steps, config.global_batch_size)
     pending: list[tuple[int, Any]] = []  # (step, device metrics) not yet fetched
     fetched: list[tuple[int, dict[str, np.ndarray]]] = []  # (step, host metrics) since the last log
     eval_metrics: dict[str, float] = {}
     step = start_step
-    single_process = jax.process_count() == 1
     try:
         # Between sync points the host only dispatches, never waits for the devices (no device-to-host
         # transfer: tests/test_pod.py), so input and dispatch run ahead. Sync points are the log, evaluation and
@@ -468,11 +485,15 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
                 metrics_for_checkpoint = None
                 if due["eval"] and not stop:  # stopping: save first
                     began = time.time()
-                    with report_progress.timed("eval"):
-                        eval_metrics = run_evaluation(step)
-                    writer.write_scalars(step, {k: v for k, v in eval_metrics.items() if not k.endswith("/num_examples")})
-                    metrics_for_checkpoint = eval_metrics
-                    console.say(_evaluation_line(step, eval_metrics, time.time() - began))
+                    try:
+                        with report_progress.timed("eval"):
+                            eval_metrics = run_evaluation(step)
+                    except _EvaluationAbandoned:
+                        stop = True
+                        console.say(f"step {step}: evaluation abandoned for the stop; the resumed run does it first.")
+                    else:
+                        log_evaluation(step, eval_metrics, began)
+                        metrics_for_checkpoint = eval_metrics
                 if stop or due["save"] or step == num_steps:
                     checkpointing.save(manager, step, runner.get_state(state), metrics_for_checkpoint)
                     console.say(f"step {step}: checkpoint saved to {workdir_path / 'checkpoints' / str(step)}")
@@ -487,6 +508,10 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
     if step == num_steps:
         console.say(progress.summary(config.ablation, step, workdir_path, events.accuracy_summary(workdir_path)))
     return eval_metrics
+
+
+class _EvaluationAbandoned(Exception):
+    """A stop request (SIGTERM, Ctrl-C) arrived during an evaluation of one process: the run saves at once."""
 
 
 def _check_data_size(config: ml_collections.ConfigDict, workdir: str, trained_on: int | None, now: int) -> None:

@@ -356,3 +356,30 @@ def test_compare_checkpoints_tells_the_same_computation_from_another(finished_ru
     shutil.copytree(copy / "checkpoints" / "4", copy / "checkpoints" / "6")  # another state under step 6's name
     other = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     assert other.returncode == 1 and "  differs: " in other.stdout and other.stdout.endswith("Not the same.\n")
+
+
+def test_a_stop_during_an_evaluation_abandons_it_saves_at_once_and_the_resume_does_it_first(
+        image_folder, tmp_path, monkeypatch, clean_preemption, capsys):
+    # Issue 36, item 3: SIGTERM arriving in the middle of the evaluation at step 2 (here: requested inside its
+    # first pass). The evaluation is abandoned between two batches, step 2 is saved, no step 3 is trained.
+    config = robust_config(image_folder, eval_every_steps=2, checkpoint_every_steps=100, eval_recalibrate_batches=1)
+    real = train.evaluate
+
+    def sigterm_then_evaluate(*args, **kwargs):
+        preemption.request()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate", sigterm_then_evaluate)
+    train.train_and_evaluate(config, str(tmp_path))
+    out = capsys.readouterr().out
+    assert "step 2: evaluation abandoned for the stop; the resumed run does it first." in out
+    assert "Preempted at step 2: checkpoint saved" in out
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2"]
+    assert "eval/top1_accuracy" not in events.read_scalars(tmp_path)
+
+    monkeypatch.setattr(train, "evaluate", real)
+    preemption.reset()
+    train.train_and_evaluate(config, str(tmp_path))
+    assert [s for s, _ in events.read_scalars(tmp_path)["eval/top1_accuracy"]] == [2, 4, 6]
+    out = capsys.readouterr().out
+    assert out.index("step 2: eval top-1") < out.index("step 4/6")  # the redone evaluation comes first

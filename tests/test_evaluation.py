@@ -198,6 +198,7 @@ def test_a_workdir_that_cannot_be_written_loses_no_evaluation(trained_run, tmp_p
     workdir, _ = trained_run
     blocked = tmp_path / "blocked"
     shutil.copytree(workdir, blocked)
+    shutil.rmtree(blocked / "evaluations", ignore_errors=True)  # what the tests before this one evaluated
     (blocked / "evaluations").write_text("not a folder")
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "evaluate.py"), f"--workdir={blocked}", "--crops=1",
                              "--batch_size=16"], cwd=tmp_path, env=_env(8), capture_output=True, text=True)

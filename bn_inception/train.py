@@ -270,10 +270,12 @@ def step_functions(built: Setup, runner: parallel.Runner) -> tuple[Callable[...,
     return p_train, p_eval
 
 
-def _raise_if_nonfinite(history: list[tuple[int, dict[str, np.ndarray]]], skip: bool, last_saved: int | None) -> None:
+def _raise_if_nonfinite(history: list[tuple[int, dict[str, np.ndarray]]], skip: bool,
+                        last_saved: Callable[[], int | None]) -> None:
     bad = [s for s, m in history if m["nonfinite"]]
     if bad and not skip:
-        kept = (f"the last checkpoint (step {last_saved}) is intact" if last_saved is not None
+        saved = last_saved()  # asked only here: not a checkpoint-folder read at every sync point
+        kept = (f"the last checkpoint (step {saved}) is intact" if saved is not None
                 else "no checkpoint had been saved yet")
         raise FloatingPointError(
             f"Non-finite loss or gradient at step {bad[0]}; training stopped before saving it, {kept}. Lower the "
@@ -443,8 +445,8 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
         return input_pipeline.iterate_eval(eval_data, eval_source, local_eval_batch)
 
     single_process = jax.process_count() == 1
-    evaluated = dict(events.read_scalars(workdir_path).get("eval/top1_accuracy", [])) if start_step else {}
-    if single_process and start_step % config.eval_every_steps == 0 and start_step and start_step not in evaluated:
+    if (single_process and start_step and start_step % config.eval_every_steps == 0
+            and start_step not in dict(events.read_scalars(workdir_path).get("eval/top1_accuracy", []))):
         began = time.time()  # the evaluation a stop abandoned at this checkpoint's step: done first
         log_evaluation(start_step, run_evaluation(start_step), began)
     report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
@@ -476,7 +478,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
                     stop = runner.any_process(preemption.requested())
                 fetched += [(s, runner.to_host(m)) for s, m in pending]
                 pending = []
-                _raise_if_nonfinite(fetched, config.skip_nonfinite_steps, manager.latest_step())
+                _raise_if_nonfinite(fetched, config.skip_nonfinite_steps, manager.latest_step)
                 if due["log"] or stop:  # a stop logs its steps too
                     summary = _summarise(fetched)
                     writer.write_scalars(step, summary)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import zlib
 from typing import Any
 
@@ -17,7 +18,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from bn_inception import console, parallel
+from bn_inception import console, files, parallel
 
 BEST_METRIC = "eval/top1_accuracy"
 CONFIG_FILE = "config.json"
@@ -60,11 +61,68 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, metrics: dict[st
     if jax.process_index() == 0:
         path = _checksum_path(manager, step)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(checksums(state), indent=0, sort_keys=True))
-        os.replace(tmp, path)
+        files.write_atomically(path, json.dumps(checksums(state), indent=0, sort_keys=True))
         _prune_checksums(manager, keep={step})
     manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+
+
+class SaveFailed(OSError):
+    """A checkpoint could not be written (a full disk, most often); what it had written is removed."""
+
+
+class Saves:
+    """The run's asynchronous checkpoint saves, each said "saved" only once it is complete on disk.
+
+    `save` starts one (after the previous one is complete); `poll`, at the training loop's sync points, says
+    a save that has completed since, without waiting; `finish` waits for the one in flight. A save that fails
+    is cleaned up (its temporary folder and checksum record: the last complete checkpoint stays the newest)
+    and raised as one `SaveFailed` line naming the folder, and for a full disk, the space left there."""
+
+    def __init__(self, manager: ocp.CheckpointManager):
+        self.manager = manager
+        self.in_flight: int | None = None
+
+    def save(self, step: int, state: Any, metrics: dict[str, float] | None) -> None:
+        """Starts saving `state` as checkpoint `step`, with `metrics` for the keep-the-best policy."""
+        self.finish()
+        self.in_flight = step
+        try:
+            save(self.manager, step, state, metrics)
+        except Exception as error:  # orbax and TensorStore raise many types
+            self._failed(error)
+
+    def poll(self) -> None:
+        """Says the save in flight if it has completed (raises `SaveFailed` if it failed); never waits."""
+        if self.in_flight is not None and not self.manager.is_saving_in_progress():
+            self.finish()
+
+    def finish(self) -> None:
+        """Waits for the save in flight, then says it (or raises `SaveFailed`)."""
+        if self.in_flight is None:
+            return
+        try:
+            self.manager.wait_until_finished()
+        except Exception as error:  # orbax and TensorStore raise many types
+            self._failed(error)
+        console.say(f"step {self.in_flight}: checkpoint saved to {pathlib.Path(self.manager.directory) / str(self.in_flight)}")
+        self.in_flight = None
+
+    def _failed(self, error: Exception) -> None:
+        step, self.in_flight = self.in_flight, None
+        folder = pathlib.Path(self.manager.directory)
+        if jax.process_index() == 0:
+            for partial in folder.glob(f"{step}.orbax-checkpoint-tmp*"):
+                shutil.rmtree(partial, ignore_errors=True)
+            _checksum_path(self.manager, step).unlink(missing_ok=True)
+        self.manager.reload()
+        complete = [s for s in self.manager.all_steps() if s != step]
+        reason = (f"no space left on the device, {files.free_space(folder)} free there" if files.is_disk_full(error)
+                  else f"{type(error).__name__}: {' '.join(str(error).split())[:300]}")
+        raise SaveFailed(
+            f"step {step}: the checkpoint could not be saved in {folder}: {reason}. Nothing of it is left; "
+            + (f"the last complete checkpoint is step {max(complete)}." if complete else "no checkpoint was saved before it.")
+            + " Make room and run the same command to continue."
+        ) from error
 
 
 def _prune_checksums(manager: ocp.CheckpointManager, keep: set[int]) -> None:
@@ -239,9 +297,7 @@ def save_workdir_config(workdir: pathlib.Path, config: ml_collections.ConfigDict
     if jax.process_index() != 0:
         return
     workdir.mkdir(parents=True, exist_ok=True)
-    tmp = workdir / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(_flat(config), indent=1, sort_keys=True))
-    os.replace(tmp, workdir / CONFIG_FILE)
+    files.write_atomically(workdir / CONFIG_FILE, json.dumps(_flat(config), indent=1, sort_keys=True))
 
 
 def check_workdir_classes(workdir: pathlib.Path, class_names: tuple[str, ...]) -> None:
@@ -263,9 +319,7 @@ def save_workdir_classes(workdir: pathlib.Path, class_names: tuple[str, ...]) ->
     a trained run's list is never rewritten (`check_workdir_classes` refuses other data first)."""
     if jax.process_index() != 0 or load_workdir_classes(workdir) == list(class_names):
         return
-    tmp = workdir / (CLASSES_FILE + ".tmp")
-    tmp.write_text(json.dumps(list(class_names)))
-    os.replace(tmp, workdir / CLASSES_FILE)
+    files.write_atomically(workdir / CLASSES_FILE, json.dumps(list(class_names)))
 
 
 def load_workdir_classes(workdir: pathlib.Path) -> list[str] | None:

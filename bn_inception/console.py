@@ -56,11 +56,34 @@ def quiet_tensorflow_import(argv: Sequence[str]) -> None:
 
 
 def quiet_libraries(verbose: bool) -> None:
-    """Library logs at WARNING and above (INFO too when `verbose`)."""
+    """Library logs at WARNING and above (INFO too when `verbose`), except, unless `verbose`, the tracebacks
+    orbax's background threads log for a failed asynchronous save: the save's error is raised to the command,
+    which says it in one line (a full disk gave 356 lines of them)."""
     level = logging.INFO if verbose else logging.WARNING
     absl_logging.set_verbosity(absl_logging.INFO if verbose else absl_logging.WARNING)
     for name in _LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(level)
+    for name in ("absl", "asyncio"):
+        logger = logging.getLogger(name)
+        logger.removeFilter(_hide_background_save_errors)
+        if not verbose:
+            logger.addFilter(_hide_background_save_errors)
+    sys.unraisablehook = sys.__unraisablehook__ if verbose else _hide_closed_loop_callbacks
+
+
+def _hide_closed_loop_callbacks(unraisable: "sys.UnraisableHookArgs") -> None:
+    """Drops TensorStore's callbacks into orbax's closed event loop, one traceback per write still in flight
+    when a save failed (hundreds on a full disk); shows every other unraisable exception."""
+    if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+        sys.__unraisablehook__(unraisable)
+
+
+def _hide_background_save_errors(record: logging.LogRecord) -> bool:
+    """False (hide) for orbax's ERROR records and asyncio's unretrieved exceptions of orbax's writes."""
+    if record.levelno < logging.ERROR:
+        return True
+    text = record.getMessage() + str(record.exc_info and record.exc_info[1])
+    return not (f"{os.sep}orbax{os.sep}" in record.pathname or "orbax" in text and "never retrieved" in text)
 
 
 def say(message: str) -> None:

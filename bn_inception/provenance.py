@@ -22,6 +22,8 @@ import subprocess
 import sys
 from typing import Any
 
+from bn_inception import files
+
 FILE = "provenance.jsonl"
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SOURCE_FOLDERS = ("bn_inception", "configs")  # what a training process computes with
@@ -86,8 +88,7 @@ def record(workdir: str | pathlib.Path, start_step: int, **facts: Any) -> dict[s
     if jax.process_index() == 0:
         path = pathlib.Path(workdir) / FILE
         cut = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
-        with open(path, "a") as f:
-            f.write(("\n" if cut else "") + json.dumps(line) + "\n")  # after a cut line, on a line of its own
+        files.append(path, ("\n" if cut else "") + json.dumps(line) + "\n")  # after a cut line, on a line of its own
     return line
 
 

@@ -10,6 +10,7 @@ need no TensorFlow, which accelerator images may lack.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import pathlib
@@ -455,6 +456,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
     fetched: list[tuple[int, dict[str, np.ndarray]]] = []  # (step, host metrics) since the last log
     eval_metrics: dict[str, float] = {}
     step = start_step
+    saves = checkpointing.Saves(manager)
     try:
         # Between sync points the host only dispatches, never waits for the devices (no device-to-host
         # transfer: tests/test_pod.py), so input and dispatch run ahead. Sync points are the log, evaluation and
@@ -478,6 +480,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
                     stop = runner.any_process(preemption.requested())
                 fetched += [(s, runner.to_host(m)) for s, m in pending]
                 pending = []
+                saves.poll()  # before this sync point's lines: a save completed since the last one is said first
                 _raise_if_nonfinite(fetched, config.skip_nonfinite_steps, manager.latest_step)
                 if due["log"] or stop:  # a stop logs its steps too
                     summary = _summarise(fetched)
@@ -497,14 +500,18 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
                         log_evaluation(step, eval_metrics, began)
                         metrics_for_checkpoint = eval_metrics
                 if stop or due["save"] or step == num_steps:
-                    checkpointing.save(manager, step, runner.get_state(state), metrics_for_checkpoint)
-                    console.say(f"step {step}: checkpoint saved to {workdir_path / 'checkpoints' / str(step)}")
+                    saves.save(step, runner.get_state(state), metrics_for_checkpoint)
                 if stop:
+                    saves.finish()
                     console.say(f"Preempted at step {step}: checkpoint saved; run the same command to continue.")
                     break
+            saves.finish()
+    except BaseException:
+        # Let an in-flight asynchronous save complete, so the last checkpoint is whole, without hiding the error.
+        with contextlib.suppress(checkpointing.SaveFailed):
+            saves.finish()
+        raise
     finally:
-        # Also on errors: let an in-flight asynchronous save finish, so the last checkpoint is complete.
-        manager.wait_until_finished()
         manager.close()
 
     if step == num_steps:

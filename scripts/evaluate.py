@@ -21,7 +21,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import jax  # noqa: E402
 from absl import flags  # noqa: E402
 
-from bn_inception import console, distributed, parallel  # noqa: E402
+from bn_inception import console, distributed, files, parallel  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("workdir", None, "Run directory; repeat the flag for an ensemble.")
@@ -115,9 +115,7 @@ def main(argv: list[str]) -> None:
 def write_json(path: pathlib.Path, results: dict) -> None:
     """Writes `results` to `path` whole (a temporary file renamed into place), creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(results, indent=1))
-    temporary.replace(path)
+    files.write_atomically(path, json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ def main(argv: list[str]) -> None:
         mnist_experiment.run(FLAGS.config, FLAGS.workdir)
     else:
         train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    preemption.exit_if_work_abandoned()  # a compilation a stop gave up on: not waited for
 
 
 if __name__ == "__main__":

@@ -42,6 +42,34 @@ def check_eval_batch_size(batch_size: int, name: str = "batch_size") -> None:
         raise ValueError(f"{name}={batch_size} must be a positive multiple of the {jax.device_count()} devices.")
 
 
+# XLA:CPU admits at most 32 programs in flight per device, and runs a program of several in-process
+# devices (simulated with --xla_force_host_platform_device_count) as one part per device. With more than 32
+# dispatched ahead and collectives among them, a device's part of an all-reduce can wait for admission
+# behind programs that wait for that all-reduce, while the other devices' parts wait for it in the
+# all-reduce: a deadlock, until XLA aborts the process (SIGABRT). Shown with a 10-line script and the
+# threads' stacks in docs/development.md. So on such a host the loops that dispatch ahead wait for what
+# they dispatched CPU_MAX_AHEAD iterations earlier; on accelerators, and on one CPU device, they never wait.
+CPU_MAX_AHEAD = 8
+
+
+class DispatchPacer:
+    """Bounds how far a loop dispatches ahead of XLA:CPU's in-process devices (see `CPU_MAX_AHEAD`)."""
+
+    def __init__(self, max_ahead: int = CPU_MAX_AHEAD):
+        devices = jax.local_devices()
+        self.max_ahead = max_ahead if devices[0].platform == "cpu" and len(devices) > 1 else 0
+        self.pending: collections.deque = collections.deque()
+
+    def dispatched(self, outputs: Any) -> None:
+        """Notes the outputs of an iteration just dispatched; on a host of several CPU devices, waits until
+        those of `max_ahead` iterations ago are computed (never fetching them). Elsewhere does nothing."""
+        if not self.max_ahead:
+            return
+        self.pending.append(outputs)
+        if len(self.pending) > self.max_ahead:
+            jax.block_until_ready(self.pending.popleft())
+
+
 @dataclasses.dataclass(frozen=True)
 class Runner:
     """Places batches and state on the devices and compiles steps, in `jit` or `pmap` mode."""

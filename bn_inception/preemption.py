@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 _requested = threading.Event()
 _interrupted = threading.Event()  # a first Ctrl-C arrived (a second one stops at once; SIGTERM does not count)
+_HELPER = "unless_stopped"  # the name of `unless_stopped`'s helper threads
 _stderr: list[int] = []  # a copy of the console's stderr, taken at install: stderr may be held aside later
 
 
@@ -59,6 +64,48 @@ def requested() -> bool:
 def request() -> None:
     """Asks for a stop as SIGTERM would (tests, and code that wants to stop the run at the next step)."""
     _requested.set()
+
+
+class Stopped(Exception):
+    """A stop request arrived while `unless_stopped` waited."""
+
+
+def unless_stopped(work: Callable[[], T], poll_seconds: float = 0.1) -> T:
+    """`work()`, run on a helper thread while this one watches for a stop request, which raises `Stopped`.
+
+    Python runs a signal's handler only between two bytecodes of the main thread, so a SIGTERM that arrives
+    during a call that stays in C++ for long (an XLA compilation: 40 s for BN-Inception on a CPU; tf.data
+    filling a shuffle buffer) is otherwise seen only when it returns. Here the main thread only waits, and
+    sees it within `poll_seconds`. On `Stopped` the helper thread (a daemon) is left to finish, or to end
+    with the process; its result is dropped. Errors of `work` are raised here."""
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # raised in the caller's thread below
+            outcome["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=_HELPER, daemon=True).start()
+    while not done.wait(poll_seconds):
+        if requested():
+            raise Stopped
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def exit_if_work_abandoned() -> None:
+    """Ends the process at once, with status 0, if work that `unless_stopped` gave up on still runs. For entry
+    points, once the run has saved and closed everything: Python would otherwise end the daemon thread
+    inside XLA's C++ at exit, which aborts the process (SIGABRT), or wait out the compilation."""
+    if any(thread.name == _HELPER and thread.is_alive() for thread in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def reset() -> None:

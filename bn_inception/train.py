@@ -13,6 +13,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import pathlib
 import time
 from collections.abc import Callable, Iterator
@@ -376,10 +377,6 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
     if state is None:
         state = runner.put_state(built.initial_state())
         start_step = 0
-    checkpointing.save_workdir_config(workdir_path, config)
-    provenance.record(workdir_path, start_step, train_examples=num_train_examples)
-    if not config.synthetic_data:
-        checkpointing.save_workdir_classes(workdir_path, train_source.class_names)
     before = provenance.device_count(last_start) if start_step else None
     console.say(
         f"{config.ablation}: {'starting' if start_step == 0 else 'resuming at step ' + str(start_step)}, "
@@ -388,17 +385,38 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
         + (f" (its last start ran on {before} devices: the same computation up to float summation order)"
            if before and before != jax.device_count() else "")
     )
-
-    writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-    if start_step == 0:
-        writer.write_hparams({k: v for k, v in flax.traverse_util.flatten_dict(config.to_dict(), sep=".").items() if isinstance(v, (int, float, str, bool))})
     p_train, p_eval = step_functions(built, runner)
-
     if config.synthetic_data:
         train_iter = synthetic_data.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed)
     else:
         train_iter = input_pipeline.train_batches(train_source, cfg, local_batch, steps_per_epoch, start_step)
-    device_batches = runner.prefetch(train_iter)
+    prefetched = runner.prefetch(train_iter)
+    device_batches: Iterator[dict[str, jax.Array]] = prefetched
+    single_process = jax.process_count() == 1
+    if single_process:
+        # The first batch and the training step's compilation (tens of seconds), watched for a stop request;
+        # compiled ahead of time into the cache that the first step's call then hits, before anything is written.
+        def first_batch_compiled() -> dict[str, jax.Array]:
+            batch = next(prefetched)
+            p_train.lower(state, batch).compile()
+            return batch
+
+        try:
+            device_batches = itertools.chain([preemption.unless_stopped(first_batch_compiled)], prefetched)
+        except preemption.Stopped:
+            manager.close()
+            if start_step == 0:  # a new run: the empty checkpoints/ that orbax made goes (and the lock its folder)
+                with contextlib.suppress(OSError):
+                    (workdir_path / "checkpoints").rmdir()
+            console.say("Stopped (SIGTERM or Ctrl-C) while compiling, before the first step: nothing written.")
+            return {}
+    checkpointing.save_workdir_config(workdir_path, config)
+    provenance.record(workdir_path, start_step, train_examples=num_train_examples)
+    if not config.synthetic_data:
+        checkpointing.save_workdir_classes(workdir_path, train_source.class_names)
+    writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+    if start_step == 0:
+        writer.write_hparams({k: v for k, v in flax.traverse_util.flatten_dict(config.to_dict(), sep=".").items() if isinstance(v, (int, float, str, bool))})
 
     recalibrate = config.eval_recalibrate_batches > 0 and bool(jax.tree.leaves(state.batch_stats))
     p_moments = runner.compile_step(functools.partial(moments_step, model=built.model, axis_name=runner.axis_name))
@@ -415,25 +433,28 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
         eval_data = input_pipeline.eval_dataset(eval_source, cfg, local_eval_batch, jax.process_count(),
                                                 cache=config.eval_cache)
 
+    watched_eval, watched_moments = _WatchedFirstCall(p_eval), _WatchedFirstCall(p_moments)
+
     def run_evaluation(at_step: int) -> dict[str, float]:
         """eval/*: with Algorithm 2's statistics when configured (and then also eval_moving_average/*, at every
         `eval_moving_average_every`-th evaluation and the last). One process abandons it at a stop request
-        (`_EvaluationAbandoned`) between two batches, except at the last step."""
+        (`preemption.Stopped`) between two batches or during a compilation, except at the last step."""
         stoppable = single_process and at_step < num_steps
+        eval_fn, moments_fn = (watched_eval, watched_moments) if stoppable else (p_eval, p_moments)
 
         def batches(source: Iterator[Any]) -> Iterator[Any]:
             for batch in source:
                 if stoppable and preemption.requested():
-                    raise _EvaluationAbandoned(at_step)
+                    raise preemption.Stopped
                 yield batch
 
         if not recalibrate:
-            return evaluate(p_eval, state, batches(eval_batches()), runner)
-        population_state = recalibrated(p_moments, state, batches(recalibration_batches(at_step)))
-        result = evaluate(p_eval, population_state, batches(eval_batches()), runner)
+            return evaluate(eval_fn, state, batches(eval_batches()), runner)
+        population_state = recalibrated(moments_fn, state, batches(recalibration_batches(at_step)))
+        result = evaluate(eval_fn, population_state, batches(eval_batches()), runner)
         if (at_step // config.eval_every_steps) % config.eval_moving_average_every and at_step != num_steps:
             return result
-        moving = evaluate(p_eval, state, batches(eval_batches()), runner)
+        moving = evaluate(eval_fn, state, batches(eval_batches()), runner)
         return result | {k.replace("eval/", "eval_moving_average/", 1): v for k, v in moving.items()}
 
     def log_evaluation(at_step: int, metrics: dict[str, float], began: float) -> None:
@@ -445,11 +466,8 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
             return (b for b, _ in zip(synthetic_data.synthetic_batches(config.image_size, config.num_classes, local_batch, config.seed, mask=True), range(2)))
         return input_pipeline.iterate_eval(eval_data, eval_source, local_eval_batch)
 
-    single_process = jax.process_count() == 1
-    if (single_process and start_step and start_step % config.eval_every_steps == 0
-            and start_step not in dict(events.read_scalars(workdir_path).get("eval/top1_accuracy", []))):
-        began = time.time()  # the evaluation a stop abandoned at this checkpoint's step: done first
-        log_evaluation(start_step, run_evaluation(start_step), began)
+    redo_evaluation = (single_process and start_step and start_step % config.eval_every_steps == 0
+                       and start_step not in dict(events.read_scalars(workdir_path).get("eval/top1_accuracy", [])))
     report_progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer)
     progress = _Progress(start_step, num_steps, config.global_batch_size)
     pending: list[tuple[int, Any]] = []  # (step, device metrics) not yet fetched
@@ -457,14 +475,23 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
     eval_metrics: dict[str, float] = {}
     step = start_step
     saves = checkpointing.Saves(manager)
+    pacer = parallel.DispatchPacer()  # waits only on a host of several CPU devices (parallel.CPU_MAX_AHEAD)
     try:
         # Between sync points the host only dispatches, never waits for the devices (no device-to-host
         # transfer: tests/test_pod.py), so input and dispatch run ahead. Sync points are the log, evaluation and
         # checkpoint steps, and the last: there the host fetches the metrics and, on a pod, the processes
         # agree on a stop (so a SIGTERM on a pod is acted on within log_every_steps steps).
         with metric_writers.ensure_flushes(writer):
+            if redo_evaluation:  # the evaluation a stop abandoned at this checkpoint's step: done first
+                began = time.time()
+                try:
+                    log_evaluation(start_step, run_evaluation(start_step), began)
+                except preemption.Stopped:
+                    console.say(f"step {start_step}: evaluation abandoned for the stop; the resumed run does it first.")
+                    return {}
             while step < num_steps:
                 state, metrics = p_train(state, next(device_batches))
+                pacer.dispatched(metrics)
                 step += 1
                 pending.append((step, metrics))
                 report_progress(step)
@@ -493,7 +520,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
                     try:
                         with report_progress.timed("eval"):
                             eval_metrics = run_evaluation(step)
-                    except _EvaluationAbandoned:
+                    except preemption.Stopped:
                         stop = True
                         console.say(f"step {step}: evaluation abandoned for the stop; the resumed run does it first.")
                     else:
@@ -519,8 +546,20 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
     return eval_metrics
 
 
-class _EvaluationAbandoned(Exception):
-    """A stop request (SIGTERM, Ctrl-C) arrived during an evaluation of one process: the run saves at once."""
+class _WatchedFirstCall:
+    """`fn`, whose first call (with its compilation: seconds to tens of seconds) runs under
+    `preemption.unless_stopped`, so that a stop request during it raises `preemption.Stopped` at once; later
+    calls go straight to `fn`."""
+
+    def __init__(self, fn: Callable[..., Any]):
+        self.fn, self.called = fn, False
+
+    def __call__(self, *args: Any) -> Any:
+        if self.called:
+            return self.fn(*args)
+        result = preemption.unless_stopped(lambda: self.fn(*args))
+        self.called = True
+        return result
 
 
 def _check_data_size(config: ml_collections.ConfigDict, workdir: str, trained_on: int | None, now: int) -> None:

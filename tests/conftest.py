@@ -7,9 +7,10 @@ import os
 # (Not XLA:CPU's older fusion emitters: they compile the tiny training step in half the time, but bfloat16
 # training with them departs from float32 well past test_pod's tolerance, 2026-11-27; users run the newer.)
 # The 8 devices' collectives meet in one process; on a 2-core machine running two test workers, a device's
-# thread can reach an all-reduce long after the others, and XLA:CPU aborts a collective it thinks is stuck
-# (an evaluate.py subprocess died so with SIGABRT in a CI rehearsal, 2026-11-28): the tests give it 10
-# minutes instead of XLA's default and warn after 2, so only a real deadlock fails.
+# thread can reach an all-reduce long after the others, and XLA:CPU aborts a collective it thinks is stuck:
+# the tests give it 10 minutes instead of XLA's default and warn after 2, so only a real deadlock fails. (The
+# CI aborts of 2026-11-28 were one: too many programs in flight, fixed by parallel.DispatchPacer; see
+# docs/development.md.)
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
     " --xla_cpu_collective_call_warn_stuck_timeout_seconds=120 --xla_cpu_collective_call_terminate_timeout_seconds=600"

@@ -57,6 +57,7 @@ def install(setattr_: Callable[[Any, str, Any], None]) -> list[str]:
             timeline.append("step")
             return p_train(state, batch)
 
+        logged_train.lower = p_train.lower  # the trainer compiles the step ahead of its first call
         return logged_train, p_eval
 
     setattr_(array.ArrayImpl, "_value", property(logged_value))

@@ -1,6 +1,7 @@
 """Ctrl-C (issue 36, item 4): the first saves the current step and exits 0 in a line, as SIGTERM does; a
 second stops at once."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -48,3 +49,29 @@ def test_ctrl_c_after_sigterm_is_not_a_second_ctrl_c():
             "os.kill(os.getpid(), signal.SIGINT); time.sleep(0.2); print('saving', preemption.requested())")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout == "saving True\n", result.stderr
+
+
+def test_sigterm_is_acted_on_within_seconds_in_every_phase(image_folder, tmp_path):
+    # Issue 36, item 3: scripts/dev/stop_latency.py, as a developer runs it, sends SIGTERM in each phase of a
+    # run. Start-up (imports): exit 0 before training. Compilation (the first batch and the training step's,
+    # watched on a helper thread): no step trained, nothing written, the workdir gone. Training: the step
+    # saved. The first evaluation (its compilation included): abandoned, the step saved, no step after it.
+    # How fast is measured by the script (docs/reliability.md), never asserted here.
+    report = tmp_path / "latency.json"
+    command = [sys.executable, "scripts/dev/stop_latency.py", "--config=configs/bn_x30.py:tiny",
+               f"--data_dir={image_folder}", f"--json={report}", f"--keep={tmp_path}", "--",
+               "--config.num_classes=4", "--config.num_train_steps=1000"]
+    result = subprocess.run(command, cwd=REPO, env=_env(1), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = {run["phase"]: run for run in json.loads(report.read_text())}
+    for phase, run in runs.items():
+        assert run["returncode"] == 0 and "SIGTERM received" in run["stderr"], (phase, run["stderr"][-3000:])
+        assert "Traceback" not in run["stderr"], (phase, run["stderr"][-3000:])
+    assert runs["startup"]["last_line"] == "Stopped (SIGTERM or Ctrl-C) before training started: nothing new to save."
+    assert runs["compile"]["last_line"] == "Stopped (SIGTERM or Ctrl-C) while compiling, before the first step: nothing written."
+    assert "step 1" not in runs["compile"]["stdout"] and not (tmp_path / "compile").exists()
+    assert runs["train"]["last_line"].startswith("Preempted at step ")
+    evaluation = runs["evaluation"]["stdout"]
+    assert "step 20: evaluation abandoned for the stop; the resumed run does it first." in evaluation
+    assert runs["evaluation"]["last_line"].startswith("Preempted at step 20: checkpoint saved")
+    assert _checkpoint_steps(tmp_path / "evaluation") == [20]

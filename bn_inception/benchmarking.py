@@ -120,12 +120,15 @@ def cpu_cost_analysis(lowered: jax.stages.Lowered) -> dict[str, float] | None:
 
 
 def seconds_per_step(step: Callable[[], Any], num_steps: int, warmup_steps: int) -> float:
-    """Mean wall time of `step()` over `num_steps` calls after `warmup_steps`, with results blocked on."""
+    """Mean wall time of `step()` over `num_steps` calls after `warmup_steps`, with results blocked on (paced
+    on a host of several CPU devices only: `parallel.DispatchPacer`)."""
     for _ in range(warmup_steps):
         jax.block_until_ready(step())
+    pacer = parallel.DispatchPacer()
     start = time.perf_counter()
     for _ in range(num_steps):
         out = step()
+        pacer.dispatched(out)
     jax.block_until_ready(out)
     return (time.perf_counter() - start) / num_steps
 

@@ -87,3 +87,42 @@ def test_the_summary_compares_profiles_per_stage_at_a_common_step(tmp_path):
     result = subprocess.run([sys.executable, "scripts/dev/profile_summary.py", str(tmp_path / "a"), "--steps=4"],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2 and "--steps=4: expected 1 to 3" in result.stderr
+
+
+def _write_stage_scalars(run_dir, ablation, with_stages):
+    from clu import metric_writers
+
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"ablation": ablation, "seed": 1}))
+    writer = metric_writers.create_default_writer(str(run_dir), asynchronous=False)
+    for step in range(50, 301, 50):
+        scalars = {"train/loss": 1.0}
+        if with_stages:
+            scalars |= {"train/angular_update/stem": step * 1e-4, "train/angular_update/5x": 1e-5,
+                        "train/weight_norm/stem": 10 + step / 100, "train/weight_norm/5x": 2.0}
+        writer.write_scalars(step, scalars)
+    writer.close()
+
+
+def test_stage_scalars_of_whole_runs_are_window_means_per_stage(tmp_path):
+    # Logged every 50 steps: the stem's angular update step * 1e-4, the 5x stage's 1e-5; norms 10 + step / 100.
+    # A window of 100 before step 100 holds the points of steps 50 and 100: (5e-3 + 1e-2) / 2 = 7.5e-3, a
+    # ratio of 750; before 300, steps 250 and 300: 2.75e-2 (2750). Nothing is logged at 400. A run of a commit
+    # before the stage scalars is named, not counted.
+    _write_stage_scalars(tmp_path / "a", "bn_x5", with_stages=True)
+    _write_stage_scalars(tmp_path / "b", "inception", with_stages=False)
+    command = [sys.executable, "scripts/dev/stage_scalars.py", str(tmp_path / "a"), str(tmp_path / "b"),
+               "--at=100,300,400", "--window=100", f"--plot={tmp_path / 's.png'}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {tuple(line.split()[:4]): line.split()[4:] for line in result.stdout.splitlines()[1:] if "seed" in line}
+    # per stage (stem, 3x, 4x, 5x, classifier) the angular update, then stem / 5x, then the five norms
+    assert rows[("bn_x5", "seed", "1", "100")] == ["7.50e-03", "-", "-", "1.00e-05", "-", "750.0",
+                                                   "10.75", "-", "-", "2.00", "-"]
+    assert rows[("bn_x5", "seed", "1", "300")][:6] == ["2.75e-02", "-", "-", "1.00e-05", "-", "2750.0"]
+    assert set(rows[("bn_x5", "seed", "1", "400")]) == {"-"}
+    assert set(rows[("inception", "seed", "1", "100")]) == {"-"}
+    assert "No stage scalars in inception seed 1 (logged before they existed)." in result.stdout
+    assert (tmp_path / "s.png").stat().st_size > 10_000
+    result = subprocess.run(command[:2] + [str(tmp_path / "b")], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "no stage scalars (train/angular_update/*) in inception seed 1" in result.stderr

@@ -107,6 +107,15 @@ class Saves:
         console.say(f"step {self.in_flight}: checkpoint saved to {pathlib.Path(self.manager.directory) / str(self.in_flight)}")
         self.in_flight = None
 
+    def last_complete(self) -> int | None:
+        """The newest checkpoint complete on disk, after waiting for the save in flight; one that fails is said
+        in one line (its `SaveFailed` text) and not counted, so that the caller's own error stays the one raised."""
+        try:
+            self.finish()
+        except SaveFailed as error:
+            console.say(f"error: {error}")
+        return self.manager.latest_step()
+
     def _failed(self, error: Exception) -> None:
         step, self.in_flight = self.in_flight, None
         folder = pathlib.Path(self.manager.directory)

@@ -508,7 +508,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
                 fetched += [(s, runner.to_host(m)) for s, m in pending]
                 pending = []
                 saves.poll()  # before this sync point's lines: a save completed since the last one is said first
-                _raise_if_nonfinite(fetched, config.skip_nonfinite_steps, manager.latest_step)
+                _raise_if_nonfinite(fetched, config.skip_nonfinite_steps, saves.last_complete)
                 if due["log"] or stop:  # a stop logs its steps too
                     summary = _summarise(fetched)
                     writer.write_scalars(step, summary)

@@ -105,6 +105,32 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(image
         train.train_and_evaluate(config, str(tmp_path / "fresh"))
 
 
+
+def test_a_non_finite_step_never_names_a_checkpoint_whose_save_then_failed(image_folder, tmp_path, monkeypatch, capsys):
+    # Step 1's save is still in flight when step 2's non-finite loss is found, and it then fails (a full disk,
+    # found when waited on, after orbax has counted it). The error must not call step 1 intact: it is gone.
+    import orbax.checkpoint as ocp
+
+    real_wait = ocp.CheckpointManager.wait_until_finished
+    failing = [True]
+
+    def wait(self):
+        real_wait(self)
+        if failing and (pathlib.Path(self.directory) / "1").exists():
+            failing.pop()
+            shutil.rmtree(pathlib.Path(self.directory) / "1")
+            raise ValueError("RESOURCE_EXHAUSTED: No space left on device [os_error_code='28']")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "wait_until_finished", wait)
+    monkeypatch.setattr(ocp.CheckpointManager, "is_saving_in_progress", lambda self: bool(failing))
+    config = robust_config(image_folder, base_learning_rate=1e30, checkpoint_every_steps=1, log_every_steps=1)
+    with pytest.raises(FloatingPointError, match="at step 2; training stopped before saving it, no checkpoint had been saved yet"):
+        train.train_and_evaluate(config, str(tmp_path))
+    out = capsys.readouterr().out
+    assert "step 1: the checkpoint could not be saved" in out and "step 1: checkpoint saved" not in out
+    assert not list((tmp_path / "checkpoints").iterdir())
+
+
 def test_non_finite_steps_can_be_skipped_and_counted(image_folder, tmp_path):
     config = robust_config(image_folder, base_learning_rate=1e30, skip_nonfinite_steps=True, log_every_steps=6)
     train.train_and_evaluate(config, str(tmp_path))

@@ -285,6 +285,9 @@ def _raise_if_nonfinite(history: list[tuple[int, dict[str, np.ndarray]]], skip: 
         )
 
 
+def _say_abandoned(step: int) -> None:
+    console.say(f"step {step}: evaluation abandoned for the stop; the resumed run does it first.")
+
 def _summarise(history: list[tuple[int, dict[str, np.ndarray]]]) -> dict[str, float]:
     """Means of the logged metrics over the steps since the last log; non-finite steps counted, not averaged."""
     finite = [m for _, m in history if not m["nonfinite"]]
@@ -487,7 +490,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
                 try:
                     log_evaluation(start_step, run_evaluation(start_step), began)
                 except preemption.Stopped:
-                    console.say(f"step {start_step}: evaluation abandoned for the stop; the resumed run does it first.")
+                    _say_abandoned(start_step)
                     return {}
             while step < num_steps:
                 state, metrics = p_train(state, next(device_batches))
@@ -522,7 +525,7 @@ def _train_locked(config: ml_collections.ConfigDict, workdir: str, runner: paral
                             eval_metrics = run_evaluation(step)
                     except preemption.Stopped:
                         stop = True
-                        console.say(f"step {step}: evaluation abandoned for the stop; the resumed run does it first.")
+                        _say_abandoned(step)
                     else:
                         log_evaluation(step, eval_metrics, began)
                         metrics_for_checkpoint = eval_metrics

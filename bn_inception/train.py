@@ -288,6 +288,7 @@ def _raise_if_nonfinite(history: list[tuple[int, dict[str, np.ndarray]]], skip: 
 def _say_abandoned(step: int) -> None:
     console.say(f"step {step}: evaluation abandoned for the stop; the resumed run does it first.")
 
+
 def _summarise(history: list[tuple[int, dict[str, np.ndarray]]]) -> dict[str, float]:
     """Means of the logged metrics over the steps since the last log; non-finite steps counted, not averaged."""
     finite = [m for _, m in history if not m["nonfinite"]]

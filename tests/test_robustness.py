@@ -105,7 +105,6 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(image
         train.train_and_evaluate(config, str(tmp_path / "fresh"))
 
 
-
 def test_a_non_finite_step_never_names_a_checkpoint_whose_save_then_failed(image_folder, tmp_path, monkeypatch, capsys):
     # Step 1's save is still in flight when step 2's non-finite loss is found, and it then fails (a full disk,
     # found when waited on, after orbax has counted it). The error must not call step 1 intact: it is gone.

@@ -89,8 +89,8 @@ def plot(runs: dict[str, dict[str, list[tuple[int, float]]]], path: pathlib.Path
             continue
         for points, style, stage in ((stem, "-", "stem"), (top, "--", "5x")):
             ax_update.plot(*_rolling(points, smooth), style, color=color, label=f"{name}: {stage}")
-        common = sorted(set(dict(stem)) & set(dict(top)))
-        ratio = [(s, dict(stem)[s] / dict(top)[s]) for s in common if dict(top)[s] > 0]
+        stem_at, top_at = dict(stem), dict(top)
+        ratio = [(s, stem_at[s] / top_at[s]) for s in sorted(stem_at.keys() & top_at.keys()) if top_at[s] > 0]
         ax_ratio.plot(*_rolling(ratio, smooth), color=color, label=name)
         for stage, style in (("stem", "-"), ("5x", "--")):
             norms = scalars.get(NORM + stage, [])

@@ -38,6 +38,7 @@ import json
 import pathlib
 import statistics
 import sys
+from collections.abc import Iterable
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -144,6 +145,12 @@ def group_runs(runs: list[dict]) -> dict[str, list[dict]]:
     for run in sorted(runs, key=lambda r: ORDER.index(r["label"]) if r["label"] in ORDER else len(ORDER)):
         groups.setdefault(run["label"], []).append(run)
     return groups
+
+
+def group_colours(labels: Iterable[str]) -> dict[str, str]:
+    """{label: matplotlib colour}: the n-th group in `group_runs`'s order gets the n-th colour of the cycle in
+    every figure, so a run is drawn in one colour in Figure 2 and in the speed-up plot."""
+    return {label: f"C{i % 10}" for i, label in enumerate(labels)}
 
 
 def _stats(values: list[float]) -> tuple[float | None, float | None, float | None]:
@@ -275,14 +282,15 @@ def plot_speedups(levels: list[float], group_rows: list[dict], path: pathlib.Pat
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label in dict.fromkeys(r["run"] for r in group_rows):
+    colours = group_colours(dict.fromkeys(r["run"] for r in group_rows))
+    for label in colours:
         mine = [r for r in group_rows if r["run"] == label and r.get("speedup")]
         if label == figure3.BASELINE or not mine:
             continue
         x = [100 * r["level"] for r in mine]
         y = [r["speedup"] for r in mine]
         errors = [[r["speedup"] - r["speedup_min"] for r in mine], [r["speedup_max"] - r["speedup"] for r in mine]]
-        ax.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=label)
+        ax.errorbar(x, y, yerr=errors, marker="o", capsize=3, label=label, color=colours[label])
     ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="Inception (1x)")
     ax.axvline(100 * levels[-1], color="grey", linestyle=":", linewidth=1, label="threshold (Inception's max)")
     ax.set_yscale("log")
@@ -393,14 +401,16 @@ def write_outputs(runs: list[dict], output: pathlib.Path) -> list[dict]:
     output.mkdir(parents=True, exist_ok=True)
     rows, run_rows, notes = figure3_rows(runs)
     fig, ax = plt.subplots(figsize=(8, 5))
-    for label, members in group_runs(runs).items():
+    groups = group_runs(runs)
+    colours = group_colours(groups)
+    for label, members in groups.items():
         steps, mean, low, high = figure3.mean_band([[(step * run["batch"] / 32, accuracy)
                                                      for step, accuracy in run["curve"]] for run in members])
         if not steps:
             continue
-        line, = ax.plot(steps, mean, label=f"{label} ({len(members)} seed{'s' * (len(members) > 1)})")
+        ax.plot(steps, mean, color=colours[label], label=f"{label} ({len(members)} seed{'s' * (len(members) > 1)})")
         if len(members) > 1:
-            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.fill_between(steps, low, high, color=colours[label], alpha=0.2, linewidth=0)
     threshold_notes = [n for n in notes if n.startswith("Threshold")]
     if threshold_notes:
         threshold = figure3.threshold([r["curve"] for r in runs if r["label"] == figure3.BASELINE and r["curve"]])

@@ -218,3 +218,25 @@ def test_an_empty_or_unrelated_folder_is_refused_not_counted_as_a_run(tmp_path):
     assert result.returncode == 2 and not (tmp_path / "out").exists()
     assert (f"{tmp_path / 'empty'}, {tmp_path / 'notes'}: not a run (no config.json, no TensorBoard events) nor a "
             "report") in result.stderr
+
+
+def test_each_run_has_one_colour_in_figure2_and_the_speedup_plot(tmp_path, monkeypatch):
+    """A reader matches the two figures by colour: bn_x30 must not be red in one and green in the other."""
+    import matplotlib.figure
+
+    legends = []
+
+    def record_legend(figure, *args, **kwargs):
+        legend = figure.axes[0].get_legend()
+        legends.append({text.get_text().split(" (")[0]: matplotlib.colors.to_hex(handle.get_color())
+                        for text, handle in zip(legend.get_texts(), legend.legend_handles)
+                        if not text.get_text().startswith(("Inception", "threshold"))})
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", record_legend)
+    runs = [write_run(tmp_path / "i", [(100, 0.3), (200, 0.5), (300, 0.6)], "inception"),
+            write_run(tmp_path / "b", [(100, 0.2), (200, 0.4), (300, 0.5)], "bn_baseline"),
+            write_run(tmp_path / "x", [(50, 0.4), (100, 0.65)], "bn_x30")]
+    compare_ablations.write_outputs([compare_ablations.load_run(r) for r in runs], tmp_path / "out")
+    figure2, speedups = legends
+    assert set(speedups) == {"bn_baseline", "bn_x30"}
+    assert {label: figure2[label] for label in speedups} == speedups

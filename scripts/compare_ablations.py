@@ -273,8 +273,9 @@ def level_tables(levels: list[float], group_rows: list[dict]) -> str:
             "examples (slowest-fastest seed).\n\n" + "\n".join(speedups) + "\n")
 
 
-def plot_speedups(levels: list[float], group_rows: list[dict], path: pathlib.Path) -> None:
-    """Speed-up over Inception against the target accuracy, a line per group with its seeds' range."""
+def plot_speedups(levels: list[float], group_rows: list[dict], colours: dict[str, str], path: pathlib.Path) -> None:
+    """Speed-up over Inception against the target accuracy, a line per group with its seeds' range, in the
+    group's colour in `colours` (Figure 2's)."""
     import matplotlib
     import matplotlib.ticker
 
@@ -282,8 +283,7 @@ def plot_speedups(levels: list[float], group_rows: list[dict], path: pathlib.Pat
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = group_colours(dict.fromkeys(r["run"] for r in group_rows))
-    for label in colours:
+    for label in dict.fromkeys(r["run"] for r in group_rows):
         mine = [r for r in group_rows if r["run"] == label and r.get("speedup")]
         if label == figure3.BASELINE or not mine:
             continue
@@ -436,7 +436,7 @@ def write_outputs(runs: list[dict], output: pathlib.Path) -> list[dict]:
         writer.writerows(level_runs)
     sweep = ""
     if levels:
-        plot_speedups(levels, level_groups, output / "speedup_by_accuracy.png")
+        plot_speedups(levels, level_groups, colours, output / "speedup_by_accuracy.png")
         sweep = "\n## Figure 3 at every accuracy\n\n" + level_tables(levels, level_groups)
     (output / "figure3.md").write_text("# Figure 3\n\n" + markdown_table(rows, notes) + sweep
                                        + "\n## Validation top-1 (%) at equal steps, mean over seeds\n\n"

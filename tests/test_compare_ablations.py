@@ -222,6 +222,7 @@ def test_an_empty_or_unrelated_folder_is_refused_not_counted_as_a_run(tmp_path):
 
 def test_each_run_has_one_colour_in_figure2_and_the_speedup_plot(tmp_path, monkeypatch):
     """A reader matches the two figures by colour: bn_x30 must not be red in one and green in the other."""
+    import matplotlib.colors
     import matplotlib.figure
 
     legends = []
